@@ -1,0 +1,72 @@
+# iomt-operator
+
+KUBE_VERSION ?= 1.37.2
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+
+BIN := $(CURDIR)/bin
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+ASSETS := $(BIN)/k8s/$(KUBE_VERSION)-$(shell go env GOOS)-$(shell go env GOARCH)
+KUBECTL ?= kubectl
+
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+	  /^[a-zA-Z_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
+	$(CONTROLLER_GEN) crd rbac:roleName=iomt-operator paths=./api/... paths=./controllers/... \
+	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify
+verify: generate manifests ## Regenerate everything; fail if the tree changes.
+	go mod tidy
+	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above" && exit 1)
+	go vet ./...
+	@git diff --exit-code -- . ':(exclude)bin' || \
+	  (echo "generated files are out of date: run make generate manifests and commit" && exit 1)
+
+.PHONY: test
+test: control-plane ## Run every test against a local kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS=$(ASSETS) go test ./... -count=1 -timeout 40m
+
+.PHONY: control-plane
+control-plane: ## Build kube-apiserver, etcd and kubectl into bin/ (once).
+	KUBE_VERSION=$(KUBE_VERSION) hack/build-control-plane.sh
+
+##@ Run
+
+.PHONY: demo
+demo: control-plane ## Start a local control plane, run the operator on a sample clinic, print it.
+	KUBEBUILDER_ASSETS=$(ASSETS) go run ./cmd/demo
+
+.PHONY: install
+install: ## Install the CRDs into the cluster of the current kubeconfig.
+	$(KUBECTL) apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and every MedicalDevice and SegmentPolicy) from the cluster.
+	$(KUBECTL) delete -k config/crd
+
+.PHONY: run
+run: ## Run the operator here against the cluster of the current kubeconfig.
+	go run ./cmd/manager
+
+.PHONY: build
+build: ## Build the operator binary into bin/.
+	go build -o $(BIN)/manager ./cmd/manager
+
+$(CONTROLLER_GEN):
+	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(BIN)/controller-gen $(CONTROLLER_GEN)

@@ -1,0 +1,49 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady sums up the object: True when everything it asks for
+	// is in place and nothing needs a person's attention.
+	ConditionReady = "Ready"
+	// ConditionSegmented is True on a MedicalDevice that belongs to exactly
+	// one enforcing segment.
+	ConditionSegmented = "Segmented"
+	// ConditionEnforced is True on a SegmentPolicy whose NetworkPolicy is
+	// written and selects its members.
+	ConditionEnforced = "Enforced"
+	// ConditionConflict is True on a SegmentPolicy that selects a device
+	// another segment also selects.
+	ConditionConflict = "Conflict"
+)
+
+// Condition reasons. Events use the same words.
+const (
+	// ReasonSegmented: the device belongs to an enforcing segment.
+	ReasonSegmented = "Segmented"
+	// ReasonNoSegment: no SegmentPolicy selects the device.
+	ReasonNoSegment = "NoSegment"
+	// ReasonSegmentConflict: two or more segments select the device.
+	ReasonSegmentConflict = "SegmentConflict"
+	// ReasonObserving: the segment is in Observe mode and writes nothing.
+	ReasonObserving = "Observing"
+	// ReasonEnforced: the segment's policy is written.
+	ReasonEnforced = "Enforced"
+	// ReasonNoMembers: the segment selects no device, so it has no policy.
+	ReasonNoMembers = "NoMembers"
+	// ReasonOverlappingSegments: another segment selects some of the same
+	// devices.
+	ReasonOverlappingSegments = "OverlappingSegments"
+	// ReasonNoOverlap: no other segment selects this segment's devices.
+	ReasonNoOverlap = "NoOverlap"
+	// ReasonUnresolvedPeers: some flow peers resolve to nothing and were
+	// left out.
+	ReasonUnresolvedPeers = "UnresolvedPeers"
+	// ReasonReconciled: everything asked for is in place.
+	ReasonReconciled = "Reconciled"
+	// ReasonApplyFailed: writing a generated object failed.
+	ReasonApplyFailed = "ApplyFailed"
+)
+
+// ReasonInvalidSpec: the spec passed the schema but still cannot be used
+// (a label selector that does not parse, say). What is enforced stays.
+const ReasonInvalidSpec = "InvalidSpec"

@@ -1,0 +1,88 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// FieldOwner is the field manager of everything the operator writes.
+const FieldOwner = "iomt-operator"
+
+// applyPolicy writes a NetworkPolicy by server-side apply unless the cached
+// copy already says the same, so a steady cluster sees no writes. It reports
+// whether it wrote.
+func applyPolicy(ctx context.Context, c client.Client, want *networkingv1.NetworkPolicy,
+	owner metav1.OwnerReference) (bool, error) {
+	want.OwnerReferences = []metav1.OwnerReference{owner}
+
+	var have networkingv1.NetworkPolicy
+	err := c.Get(ctx, client.ObjectKeyFromObject(want), &have)
+	switch {
+	case err == nil && upToDate(&have, want):
+		return false, nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return false, fmt.Errorf("failed to read NetworkPolicy %s: %w", client.ObjectKeyFromObject(want), err)
+	}
+
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(want)
+	if err != nil {
+		return false, fmt.Errorf("failed to convert NetworkPolicy %s: %w", want.Name, err)
+	}
+	obj := &unstructured.Unstructured{Object: u}
+	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(obj.Object, "status")
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
+		client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("failed to apply NetworkPolicy %s: %w", client.ObjectKeyFromObject(want), err)
+	}
+	log.FromContext(ctx).Info("Wrote NetworkPolicy", "networkPolicy", client.ObjectKeyFromObject(want),
+		"ingressRules", len(want.Spec.Ingress), "egressRules", len(want.Spec.Egress))
+	return true, nil
+}
+
+// upToDate reports whether have already carries want's spec, labels and
+// owner. Labels or owners that others added are left alone.
+func upToDate(have, want *networkingv1.NetworkPolicy) bool {
+	for k, v := range want.Labels {
+		if have.Labels[k] != v {
+			return false
+		}
+	}
+	owned := false
+	for _, ref := range have.OwnerReferences {
+		if ref.UID == want.OwnerReferences[0].UID && ref.Controller != nil && *ref.Controller {
+			owned = true
+		}
+	}
+	return owned && equality.Semantic.DeepEqual(have.Spec, want.Spec)
+}
+
+// deletePolicy removes a generated NetworkPolicy if it is there.
+func deletePolicy(ctx context.Context, c client.Client, namespace, name string) (bool, error) {
+	var have networkingv1.NetworkPolicy
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &have); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	if err := c.Delete(ctx, &have); client.IgnoreNotFound(err) != nil {
+		return false, fmt.Errorf("failed to delete NetworkPolicy %s/%s: %w", namespace, name, err)
+	}
+	log.FromContext(ctx).Info("Deleted NetworkPolicy", "networkPolicy", client.ObjectKeyFromObject(&have))
+	return true, nil
+}
+
+func controllerRef(obj client.Object, gvkAPIVersion, kind string) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{
+		APIVersion: gvkAPIVersion, Kind: kind, Name: obj.GetName(), UID: obj.GetUID(),
+		Controller: &yes, BlockOwnerDeletion: &yes,
+	}
+}

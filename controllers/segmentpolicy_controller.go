@@ -1,0 +1,274 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/internal/conditions"
+	"github.com/medinaii/iomt-operator/internal/segment"
+)
+
+// SegmentPolicyReconciler keeps each segment's NetworkPolicy equal to what
+// its spec, its members and the segments that name it call for.
+type SegmentPolicyReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	Config   segment.Config
+}
+
+// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;update;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile computes the segment, writes or removes its NetworkPolicy, and
+// records the outcome in status.
+func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var seg iomtv1.SegmentPolicy
+	if err := r.Get(ctx, req.NamespacedName, &seg); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetSegmentMetrics(req.Namespace, req.Name)
+			_, err := deletePolicy(ctx, r.Client, req.Namespace, segment.PolicyName(req.Name))
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, fmt.Errorf("failed to read SegmentPolicy: %w", err)
+	}
+	if !seg.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	res, compileErr, err := r.compile(ctx, &seg)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	status := seg.Status.DeepCopy()
+	status.ObservedGeneration = seg.Generation
+	status.Enforcement = segment.EnforcementOf(&seg)
+	status.DNS = segment.DNSOf(&seg)
+
+	var writeErr error
+	if compileErr == nil {
+		writeErr = r.write(ctx, &seg, res, status)
+	}
+	r.setConditions(&seg, status, res, compileErr, writeErr)
+	recordSegmentMetrics(&seg, status)
+
+	if err := r.patchStatus(ctx, &seg, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, writeErr
+}
+
+// compile resolves membership in every namespace the segment touches and
+// compiles it. A spec that cannot be used comes back as compileErr.
+func (r *SegmentPolicyReconciler) compile(ctx context.Context, seg *iomtv1.SegmentPolicy) (
+	res *segment.Result, compileErr, err error) {
+	namespaces := append([]string{seg.Namespace}, peerNamespaces(seg)...)
+	var naming iomtv1.SegmentPolicyList
+	if err := r.List(ctx, &naming, client.MatchingFields{peerNamespaceIndex: seg.Namespace},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, fmt.Errorf("failed to list SegmentPolicies that name %s: %w", seg.Namespace, err)
+	}
+	for i := range naming.Items {
+		namespaces = append(namespaces, naming.Items[i].Namespace)
+	}
+
+	world, err := loadWorld(ctx, r.Client, namespaces...)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, compileErr = segment.Compile(segment.Resolve(world), client.ObjectKeyFromObject(seg), r.Config)
+	return res, compileErr, nil
+}
+
+// write applies the segment's policy when it enforces and has members, and
+// removes it otherwise.
+func (r *SegmentPolicyReconciler) write(ctx context.Context, seg *iomtv1.SegmentPolicy,
+	res *segment.Result, status *iomtv1.SegmentPolicyStatus) error {
+	status.MemberCount = int32(len(res.Members))
+	status.ConflictCount = int32(len(res.Conflicts))
+	status.IngressRules, status.EgressRules = 0, 0
+	if res.Policy != nil {
+		status.IngressRules = int32(len(res.Policy.Spec.Ingress))
+		status.EgressRules = int32(len(res.Policy.Spec.Egress))
+	}
+
+	name := segment.PolicyName(seg.Name)
+	if status.Enforcement == iomtv1.EnforcementEnforce && res.Policy != nil {
+		owner := controllerRef(seg, iomtv1.GroupVersion.String(), "SegmentPolicy")
+		if _, err := applyPolicy(ctx, r.Client, res.Policy, owner); err != nil {
+			return err
+		}
+		status.Policies = []string{name}
+		return nil
+	}
+	if _, err := deletePolicy(ctx, r.Client, seg.Namespace, name); err != nil {
+		return err
+	}
+	status.Policies = nil
+	return nil
+}
+
+func (r *SegmentPolicyReconciler) setConditions(seg *iomtv1.SegmentPolicy, st *iomtv1.SegmentPolicyStatus,
+	res *segment.Result, compileErr, writeErr error) {
+	gen := seg.Generation
+	set := func(typ string, s metav1.ConditionStatus, reason, msg string) {
+		conditions.Set(&st.Conditions, gen, typ, s, reason, msg)
+	}
+
+	if compileErr != nil {
+		// Leave Enforced and Conflict as they were: what is enforced stays.
+		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonInvalidSpec,
+			compileErr.Error()+"; the policy already in place is kept unchanged")
+		return
+	}
+
+	if len(res.Conflicts) > 0 {
+		set(iomtv1.ConditionConflict, metav1.ConditionTrue, iomtv1.ReasonOverlappingSegments,
+			fmt.Sprintf("devices %s are also selected by another segment; they belong to "+
+				"neither and their pods are denied all traffic", truncList(res.Conflicts)))
+	} else {
+		set(iomtv1.ConditionConflict, metav1.ConditionFalse, iomtv1.ReasonNoOverlap,
+			"no other segment selects this segment's devices")
+	}
+
+	switch {
+	case writeErr != nil:
+		set(iomtv1.ConditionEnforced, metav1.ConditionFalse, iomtv1.ReasonApplyFailed, writeErr.Error())
+	case st.Enforcement == iomtv1.EnforcementObserve:
+		set(iomtv1.ConditionEnforced, metav1.ConditionFalse, iomtv1.ReasonObserving,
+			fmt.Sprintf("Observe mode: would allow %d ingress and %d egress rules for %d devices; "+
+				"nothing is written", st.IngressRules, st.EgressRules, st.MemberCount))
+	case res.Policy == nil:
+		set(iomtv1.ConditionEnforced, metav1.ConditionFalse, iomtv1.ReasonNoMembers,
+			"the segment selects no device, so it has no policy")
+	default:
+		set(iomtv1.ConditionEnforced, metav1.ConditionTrue, iomtv1.ReasonEnforced,
+			fmt.Sprintf("NetworkPolicy %s allows %d ingress and %d egress rules for %d devices",
+				segment.PolicyName(seg.Name), st.IngressRules, st.EgressRules, st.MemberCount))
+	}
+
+	switch {
+	case writeErr != nil:
+		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonApplyFailed, writeErr.Error())
+	case len(res.Unresolved) > 0:
+		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonUnresolvedPeers,
+			"left out, allowing nothing: "+truncList(res.Unresolved))
+	case len(res.Conflicts) > 0:
+		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonOverlappingSegments,
+			"some selected devices are also selected by another segment")
+	default:
+		set(iomtv1.ConditionReady, metav1.ConditionTrue, iomtv1.ReasonReconciled,
+			"the segment is computed and written as its spec asks")
+	}
+}
+
+// patchStatus writes status only when it changed, and emits Events for the
+// conditions that moved.
+func (r *SegmentPolicyReconciler) patchStatus(ctx context.Context, seg *iomtv1.SegmentPolicy,
+	st *iomtv1.SegmentPolicyStatus) error {
+	if equality.Semantic.DeepEqual(&seg.Status, st) {
+		return nil
+	}
+	before := seg.DeepCopy()
+	seg.Status = *st
+	if err := r.Status().Patch(ctx, seg, client.MergeFromWithOptions(before,
+		client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("failed to update SegmentPolicy status: %w", err)
+	}
+
+	for _, typ := range []string{iomtv1.ConditionEnforced, iomtv1.ConditionConflict, iomtv1.ConditionReady} {
+		if !conditions.Changed(before.Status.Conditions, st.Conditions, typ) {
+			continue
+		}
+		c := meta.FindStatusCondition(st.Conditions, typ)
+		if typ == iomtv1.ConditionReady && c.Status == metav1.ConditionTrue &&
+			before.Status.Conditions == nil {
+			continue // a new segment that is simply fine says so through Enforced
+		}
+		r.Recorder.Eventf(seg, nil, eventType(typ, c.Status), c.Reason, "Reconcile", "%s", c.Message)
+	}
+	log.FromContext(ctx).V(1).Info("Updated SegmentPolicy status", "members", st.MemberCount)
+	return nil
+}
+
+// SetupWithManager registers the reconciler and what it watches.
+func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &iomtv1.SegmentPolicy{}, peerNamespaceIndex,
+		peerNamespaces); err != nil {
+		return fmt.Errorf("failed to index SegmentPolicies: %w", err)
+	}
+
+	specChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+		predicate.LabelChangedPredicate{}))
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("segmentpolicy").
+		For(&iomtv1.SegmentPolicy{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Watches(&iomtv1.SegmentPolicy{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), specChanged).
+		Watches(&iomtv1.MedicalDevice{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), specChanged).
+		Complete(r)
+}
+
+// segmentsNear maps a change to a device or segment onto the segments whose
+// policies may depend on it: those of its namespace, those that name a
+// segment in its namespace, and, for a segment, those it names.
+func (r *SegmentPolicyReconciler) segmentsNear(ctx context.Context, obj client.Object) []reconcile.Request {
+	namespaces := append([]string{obj.GetNamespace()}, peerNamespaces(obj)...)
+	var reqs []reconcile.Request
+	seen := map[types.NamespacedName]bool{}
+	for _, ns := range namespaces {
+		keys, err := relatedSegments(ctx, r.Client, ns)
+		if err != nil {
+			log.FromContext(ctx).Error(err, "Cannot map change to segments", "object", klog.KObj(obj))
+			continue
+		}
+		for _, k := range keys {
+			if !seen[k] {
+				seen[k] = true
+				reqs = append(reqs, reconcile.Request{NamespacedName: k})
+			}
+		}
+	}
+	return reqs
+}
+
+// eventType is Warning for conditions that have gone bad.
+func eventType(typ string, s metav1.ConditionStatus) string {
+	bad := (typ == iomtv1.ConditionConflict && s == metav1.ConditionTrue) ||
+		(typ == iomtv1.ConditionReady && s == metav1.ConditionFalse)
+	if bad {
+		return "Warning"
+	}
+	return "Normal"
+}
+
+// truncList joins up to five items and says how many more there are, so a
+// message stays readable with thousands of devices.
+func truncList(items []string) string {
+	const most = 5
+	if len(items) <= most {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:most], ", "), len(items)-most)
+}

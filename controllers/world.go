@@ -1,0 +1,91 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/internal/segment"
+)
+
+// peerNamespaceIndex indexes SegmentPolicies by the namespaces of the
+// segments their flows name, so a change in one namespace finds the
+// segments elsewhere that depend on it.
+const peerNamespaceIndex = "iomt.spec.flows.peers.segment.namespace"
+
+func peerNamespaces(obj client.Object) []string {
+	s, ok := obj.(*iomtv1.SegmentPolicy)
+	if !ok {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range s.Spec.Flows {
+		for _, p := range f.Peers {
+			if p.Segment == nil {
+				continue
+			}
+			ns := p.Segment.Namespace
+			if ns == "" {
+				ns = s.Namespace
+			}
+			if !seen[ns] {
+				seen[ns] = true
+				out = append(out, ns)
+			}
+		}
+	}
+	return out
+}
+
+// loadWorld reads from the cache what membership in the given namespaces
+// depends on: every segment (segments are few), and the devices of those
+// namespaces. The objects are shared with the cache and must not be changed.
+func loadWorld(ctx context.Context, c client.Reader, namespaces ...string) (segment.World, error) {
+	var w segment.World
+	var segs iomtv1.SegmentPolicyList
+	if err := c.List(ctx, &segs, client.UnsafeDisableDeepCopy); err != nil {
+		return w, fmt.Errorf("failed to list SegmentPolicies: %w", err)
+	}
+	w.Segments = segs.Items
+
+	seen := map[string]bool{}
+	for _, ns := range namespaces {
+		if seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		var devs iomtv1.MedicalDeviceList
+		if err := c.List(ctx, &devs, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+			return w, fmt.Errorf("failed to list MedicalDevices in %s: %w", ns, err)
+		}
+		w.Devices = append(w.Devices, devs.Items...)
+	}
+	return w, nil
+}
+
+// relatedSegments lists the segments whose policies may change when
+// something in namespace ns changes: those in ns, and those elsewhere whose
+// flows name a segment in ns.
+func relatedSegments(ctx context.Context, c client.Reader, ns string) ([]client.ObjectKey, error) {
+	var local, remote iomtv1.SegmentPolicyList
+	if err := c.List(ctx, &local, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("failed to list SegmentPolicies in %s: %w", ns, err)
+	}
+	if err := c.List(ctx, &remote, client.MatchingFields{peerNamespaceIndex: ns},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("failed to list SegmentPolicies that name %s: %w", ns, err)
+	}
+	seen := map[client.ObjectKey]bool{}
+	var keys []client.ObjectKey
+	for _, s := range append(local.Items, remote.Items...) {
+		k := client.ObjectKeyFromObject(&s)
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}

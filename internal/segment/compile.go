@@ -1,0 +1,367 @@
+package segment
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+)
+
+// Labels and names the operator puts on what it writes.
+const (
+	// ManagedByLabel marks every object the operator writes.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedByValue is ManagedByLabel's value.
+	ManagedByValue = "iomt-operator"
+	// RoleLabel says what a generated NetworkPolicy is for.
+	RoleLabel = "iomt.medinaii.io/policy-role"
+	// SegmentLabel names the SegmentPolicy a generated object belongs to.
+	SegmentLabel = "iomt.medinaii.io/segment"
+
+	// RoleBaseline marks a namespace's deny-all baseline.
+	RoleBaseline = "baseline"
+	// RoleSegment marks a segment's allow policy.
+	RoleSegment = "segment"
+
+	// BaselineName is the name of the baseline NetworkPolicy.
+	BaselineName = "iomt-baseline"
+	// segmentPrefix starts the name of every segment NetworkPolicy.
+	segmentPrefix = "iomt-segment-"
+)
+
+// Config is what the compiler needs to know about the cluster.
+type Config struct {
+	// DNSNamespace is where cluster DNS runs, kube-system on most clusters.
+	DNSNamespace string
+	// DNSPodLabels select the cluster DNS pods, k8s-app=kube-dns on most.
+	DNSPodLabels map[string]string
+}
+
+// DefaultConfig suits clusters that run CoreDNS as kube-dns in kube-system.
+func DefaultConfig() Config {
+	return Config{DNSNamespace: "kube-system", DNSPodLabels: map[string]string{"k8s-app": "kube-dns"}}
+}
+
+// Result is what one segment should look like.
+type Result struct {
+	// Members are the member device names, sorted.
+	Members []string
+	// Conflicts are devices the segment selects that another segment also
+	// selects, sorted.
+	Conflicts []string
+	// Unresolved says, for each flow peer that resolved to nothing, why.
+	Unresolved []string
+	// Policy is the segment's NetworkPolicy; nil when the segment has no
+	// members, since there is nothing to select.
+	Policy *networkingv1.NetworkPolicy
+}
+
+// PolicyName is the name of a segment's NetworkPolicy.
+func PolicyName(segment string) string { return segmentPrefix + segment }
+
+// Baseline returns the deny-all NetworkPolicy of a namespace that holds
+// devices. It selects every pod that carries the device label, so a device
+// pod is isolated from the moment it exists, in both directions.
+func Baseline(namespace string) *networkingv1.NetworkPolicy {
+	np := newPolicy(namespace, BaselineName, map[string]string{RoleLabel: RoleBaseline})
+	np.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpExists,
+	}}}
+	return np
+}
+
+// Compile returns what the segment key should look like, given everyone's
+// membership. It fails only when the segment's own spec cannot be used; the
+// caller then leaves whatever is enforced as it is.
+func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, error) {
+	seg, ms := m.Segment(key)
+	if seg == nil {
+		return nil, fmt.Errorf("segment %s is not known", key)
+	}
+	if ms.Invalid != "" {
+		return nil, fmt.Errorf("%s", ms.Invalid)
+	}
+	if err := validatePeers(seg); err != nil {
+		return nil, err
+	}
+
+	res := &Result{Members: ms.Names(), Conflicts: ms.Conflicts}
+	if len(ms.Devices) == 0 {
+		return res, nil
+	}
+
+	var b rules
+	b.ownFlows(m, seg, res)
+	b.mirroredFlows(m, seg)
+	b.deviceAddresses(ms.Devices)
+	if DNSOf(seg) == iomtv1.DNSAllow {
+		b.dns(cfg)
+	}
+
+	np := newPolicy(seg.Namespace, PolicyName(seg.Name), map[string]string{
+		RoleLabel: RoleSegment, SegmentLabel: seg.Name,
+	})
+	np.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpIn, Values: res.Members,
+	}}}
+	np.Spec.Ingress = b.ingress
+	np.Spec.Egress = b.egress
+	res.Policy = np
+	return res, nil
+}
+
+// rules collects a policy's rules without repeats, in the order added.
+type rules struct {
+	ingress []networkingv1.NetworkPolicyIngressRule
+	egress  []networkingv1.NetworkPolicyEgressRule
+	seen    map[string]bool
+}
+
+func (b *rules) add(dir iomtv1.Direction, peers []networkingv1.NetworkPolicyPeer, ports []Port) {
+	if len(peers) == 0 || len(ports) == 0 {
+		// An empty peer or port list would mean "everyone" or "every
+		// port": a rule that resolves to nothing is left out instead.
+		return
+	}
+	npPorts := policyPorts(ports)
+	id, _ := json.Marshal(struct {
+		D  iomtv1.Direction
+		P  []networkingv1.NetworkPolicyPeer
+		Pt []networkingv1.NetworkPolicyPort
+	}{dir, peers, npPorts})
+	if b.seen == nil {
+		b.seen = map[string]bool{}
+	}
+	if b.seen[string(id)] {
+		return
+	}
+	b.seen[string(id)] = true
+
+	if dir == iomtv1.DirectionIngress {
+		b.ingress = append(b.ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: npPorts})
+	} else {
+		b.egress = append(b.egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: npPorts})
+	}
+}
+
+// ownFlows adds the segment's own flows, leaving out peers that resolve to
+// nothing and saying why in res.Unresolved.
+func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy, res *Result) {
+	for _, f := range seg.Spec.Flows {
+		var peers []networkingv1.NetworkPolicyPeer
+		for i, p := range f.Peers {
+			resolved, why := resolvePeer(m, seg, p)
+			if why != "" {
+				res.Unresolved = append(res.Unresolved,
+					fmt.Sprintf("flow %s peer %d: %s", f.Name, i, why))
+				continue
+			}
+			peers = append(peers, resolved...)
+		}
+		b.add(f.Direction, peers, Ports(f.Protocols))
+	}
+}
+
+// mirroredFlows adds the other side of every flow that an enforcing segment
+// states towards this one: its egress becomes ingress here, and the reverse.
+func (b *rules) mirroredFlows(m *Membership, seg *iomtv1.SegmentPolicy) {
+	for _, k := range m.segmentKeys() {
+		other, oms := m.Segment(k)
+		if EnforcementOf(other) != iomtv1.EnforcementEnforce || oms.Invalid != "" ||
+			len(oms.Devices) == 0 {
+			continue
+		}
+		if k.Namespace == seg.Namespace && k.Name == seg.Name {
+			// A segment's flow to itself is already written as its own.
+			continue
+		}
+		for _, f := range other.Spec.Flows {
+			for _, p := range f.Peers {
+				if p.Segment == nil || refKey(other, p.Segment) != keyOf(seg) {
+					continue
+				}
+				b.add(opposite(f.Direction), memberPeers(seg.Namespace, k.Namespace, oms), Ports(f.Protocols))
+			}
+		}
+	}
+}
+
+// deviceAddresses lets members' pods and members' LAN addresses reach each
+// other on the devices' own protocols. Devices with the same protocols
+// share one rule.
+func (b *rules) deviceAddresses(devices []*iomtv1.MedicalDevice) {
+	type group struct {
+		ports []Port
+		peers []networkingv1.NetworkPolicyPeer
+	}
+	groups := map[string]*group{}
+	var order []string
+	for _, d := range devices {
+		ports := Ports(d.Spec.Protocols)
+		if len(ports) == 0 || len(d.Spec.Addresses) == 0 {
+			continue
+		}
+		id := fmt.Sprint(ports)
+		g, ok := groups[id]
+		if !ok {
+			g = &group{ports: ports}
+			groups[id] = g
+			order = append(order, id)
+		}
+		g.peers = append(g.peers, addressPeers(d.Spec.Addresses)...)
+	}
+	for _, id := range order {
+		g := groups[id]
+		b.add(iomtv1.DirectionIngress, g.peers, g.ports)
+		b.add(iomtv1.DirectionEgress, g.peers, g.ports)
+	}
+}
+
+// dns lets members query cluster DNS on UDP and TCP 53.
+func (b *rules) dns(cfg Config) {
+	peer := networkingv1.NetworkPolicyPeer{
+		NamespaceSelector: namespaceSelector(cfg.DNSNamespace),
+		PodSelector:       &metav1.LabelSelector{MatchLabels: cfg.DNSPodLabels},
+	}
+	b.add(iomtv1.DirectionEgress, []networkingv1.NetworkPolicyPeer{peer},
+		[]Port{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}})
+}
+
+// resolvePeer turns a flow peer into NetworkPolicy peers. It returns a
+// reason instead when the peer stands for nobody.
+func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer) ([]networkingv1.NetworkPolicyPeer, string) {
+	switch {
+	case p.Segment != nil:
+		k := refKey(seg, p.Segment)
+		other, oms := m.Segment(k)
+		if other == nil {
+			return nil, fmt.Sprintf("segment %s does not exist", k)
+		}
+		if oms.Invalid != "" {
+			return nil, fmt.Sprintf("segment %s has an invalid spec", k)
+		}
+		if len(oms.Devices) == 0 {
+			return nil, fmt.Sprintf("segment %s has no members", k)
+		}
+		return memberPeers(seg.Namespace, k.Namespace, oms), ""
+	case p.Pods != nil:
+		return []networkingv1.NetworkPolicyPeer{{
+			NamespaceSelector: p.Pods.NamespaceSelector.DeepCopy(),
+			PodSelector:       p.Pods.PodSelector.DeepCopy(),
+		}}, ""
+	case p.CIDR != nil:
+		return []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{
+			CIDR: p.CIDR.CIDR, Except: append([]string(nil), p.CIDR.Except...),
+		}}}, ""
+	}
+	return nil, "peer names no segment, pods or cidr"
+}
+
+// memberPeers stands for a segment's members: their pods, with namespace
+// and pod selectors in one peer, and their LAN addresses.
+func memberPeers(policyNS, membersNS string, ms *Members) []networkingv1.NetworkPolicyPeer {
+	pods := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{
+		MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpIn, Values: ms.Names(),
+		}},
+	}}
+	if membersNS != policyNS {
+		pods.NamespaceSelector = namespaceSelector(membersNS)
+	}
+	peers := []networkingv1.NetworkPolicyPeer{pods}
+	for _, d := range ms.Devices {
+		peers = append(peers, addressPeers(d.Spec.Addresses)...)
+	}
+	return peers
+}
+
+// addressPeers turns LAN addresses into ipBlock peers; a single address
+// becomes a host prefix.
+func addressPeers(addrs []iomtv1.LANAddress) []networkingv1.NetworkPolicyPeer {
+	peers := make([]networkingv1.NetworkPolicyPeer, 0, len(addrs))
+	for _, a := range addrs {
+		if cidr, ok := hostPrefix(string(a)); ok {
+			peers = append(peers, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: cidr}})
+		}
+	}
+	return peers
+}
+
+func hostPrefix(s string) (string, bool) {
+	if addr, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(addr, addr.BitLen()).String(), true
+	}
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked().String(), true
+	}
+	return "", false
+}
+
+// validatePeers checks what the schema cannot: that label selectors parse.
+func validatePeers(seg *iomtv1.SegmentPolicy) error {
+	for _, f := range seg.Spec.Flows {
+		for i, p := range f.Peers {
+			if p.Pods == nil {
+				continue
+			}
+			if _, err := metav1.LabelSelectorAsSelector(p.Pods.NamespaceSelector); err != nil {
+				return fmt.Errorf("spec.flows[%s].peers[%d].pods.namespaceSelector: %w", f.Name, i, err)
+			}
+			if _, err := metav1.LabelSelectorAsSelector(p.Pods.PodSelector); err != nil {
+				return fmt.Errorf("spec.flows[%s].peers[%d].pods.podSelector: %w", f.Name, i, err)
+			}
+		}
+	}
+	return nil
+}
+
+func policyPorts(ports []Port) []networkingv1.NetworkPolicyPort {
+	out := make([]networkingv1.NetworkPolicyPort, len(ports))
+	for i, p := range ports {
+		proto, num := p.Protocol, intstr.FromInt32(p.Number)
+		out[i] = networkingv1.NetworkPolicyPort{Protocol: &proto, Port: &num}
+	}
+	return out
+}
+
+func newPolicy(namespace, name string, extra map[string]string) *networkingv1.NetworkPolicy {
+	lbls := map[string]string{ManagedByLabel: ManagedByValue}
+	for k, v := range extra {
+		lbls[k] = v
+	}
+	return &networkingv1.NetworkPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: lbls},
+		Spec: networkingv1.NetworkPolicySpec{
+			PolicyTypes: []networkingv1.PolicyType{
+				networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress,
+			},
+		},
+	}
+}
+
+func namespaceSelector(ns string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: ns}}
+}
+
+func refKey(from *iomtv1.SegmentPolicy, ref *iomtv1.SegmentReference) types.NamespacedName {
+	ns := ref.Namespace
+	if ns == "" {
+		ns = from.Namespace
+	}
+	return types.NamespacedName{Namespace: ns, Name: ref.Name}
+}
+
+func opposite(d iomtv1.Direction) iomtv1.Direction {
+	if d == iomtv1.DirectionIngress {
+		return iomtv1.DirectionEgress
+	}
+	return iomtv1.DirectionIngress
+}
