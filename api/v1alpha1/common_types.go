@@ -7,6 +7,7 @@ const DeviceLabel = "iomt.medinaii.io/device"
 // ProtocolName names a clinical or infrastructure protocol whose ports the
 // operator knows.
 // +kubebuilder:validation:Enum=HL7MLLP;DICOM;DICOMTLS;FHIR;DICOMweb;MQTT;SDC;NTP;Syslog
+// +kubebuilder:validation:MaxLength=16
 type ProtocolName string
 
 // The known protocols and the ports they use.
@@ -47,7 +48,7 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="has(self.name) || has(self.port)",message="give a protocol name (for example HL7MLLP), an explicit port, or both"
 // +kubebuilder:validation:XValidation:rule="!has(self.name) || !has(self.transport)",message="transport is taken from the named protocol: leave transport out, or drop the name and give port and transport",fieldPath=".transport"
-// +kubebuilder:validation:XValidation:rule="!has(self.name) || !has(self.port) || self.port in {'HL7MLLP': [2575], 'DICOM': [104, 11112], 'DICOMTLS': [2762], 'FHIR': [443], 'DICOMweb': [443], 'MQTT': [8883], 'SDC': [3702, 443], 'NTP': [123], 'Syslog': [6514]}[self.name]",messageExpression="'port ' + string(self.port) + ' is not a port of ' + self.name + ' (HL7MLLP 2575, DICOM 104 or 11112, DICOMTLS 2762, FHIR 443, DICOMweb 443, MQTT 8883, SDC 3702 or 443, NTP 123, Syslog 6514); drop the name to use another port'",fieldPath=".port"
+// +kubebuilder:validation:XValidation:rule="!has(self.name) || !has(self.port) || self.port in {'HL7MLLP': [2575], 'DICOM': [104, 11112], 'DICOMTLS': [2762], 'FHIR': [443], 'DICOMweb': [443], 'MQTT': [8883], 'SDC': [3702, 443], 'NTP': [123], 'Syslog': [6514]}[self.name]",message="port is not a port of the named protocol (HL7MLLP 2575, DICOM 104 or 11112, DICOMTLS 2762, FHIR 443, DICOMweb 443, MQTT 8883, SDC 3702 or 443, NTP 123, Syslog 6514); drop the name to open another port",fieldPath=".port"
 type ProtocolPort struct {
 	// name is a known protocol; the operator opens the ports it uses:
 	// HL7MLLP TCP 2575, DICOM TCP 104 and 11112, DICOMTLS TCP 2762, FHIR and

@@ -157,7 +157,7 @@ type MedicalDeviceStatus struct {
 // +kubebuilder:printcolumn:name="Criticality",type=string,JSONPath=`.spec.criticality`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a MedicalDevice name is used as a pod label value and must be at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: a MedicalDevice name is used as a pod label value"
 type MedicalDevice struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

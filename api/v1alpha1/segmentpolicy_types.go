@@ -56,11 +56,11 @@ type SegmentPolicySpec struct {
 
 	// flows are the only traffic the members may send or receive, besides
 	// DNS (see dns). A flow to or from another SegmentPolicy is written on
-	// both sides: egress here and ingress there, or the reverse. At most 64.
+	// both sides: egress here and ingress there, or the reverse. At most 32.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=32
 	Flows []Flow `json:"flows,omitempty"`
 
 	// dns is Allow (members may query cluster DNS on UDP and TCP 53) or Deny.
@@ -105,11 +105,11 @@ type Flow struct {
 	// peers are who is on the other end. A peer that resolves to nothing
 	// (a segment with no members, say) is left out of the policy; when no
 	// peer of a flow resolves, the flow allows nothing and the segment's
-	// Ready condition says so. At least 1, at most 32.
+	// Ready condition says so. At least 1, at most 16.
 	// +required
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:MaxItems=16
 	Peers []Peer `json:"peers"`
 
 	// protocols are the ports the flow opens, on the member's side for
@@ -171,7 +171,7 @@ type PodPeer struct {
 
 // CIDRPeer is a network range with optional holes.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.except) || self.except.all(e, cidr(self.cidr).containsCIDR(e) && cidr(e) != cidr(self.cidr))",message="every except entry must lie strictly inside cidr",fieldPath=".except"
+// +kubebuilder:validation:XValidation:rule="!has(self.except) || self.except.all(e, cidr(self.cidr).containsCIDR(e) && e != self.cidr)",message="every except entry must lie strictly inside cidr",fieldPath=".except"
 type CIDRPeer struct {
 	// cidr is the range, for example 10.40.0.0/16, with no host bits set.
 	// +required
@@ -179,10 +179,10 @@ type CIDRPeer struct {
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self) == cidr(self).masked()",message="must be a CIDR with no host bits set, such as 10.40.0.0/16"
 	CIDR string `json:"cidr"`
 
-	// except are ranges inside cidr that stay closed. At most 16.
+	// except are ranges inside cidr that stay closed. At most 8.
 	// +optional
 	// +listType=set
-	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:items:MaxLength=43
 	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self) && cidr(self) == cidr(self).masked()",message="must be a CIDR with no host bits set, such as 10.40.9.0/24"
 	Except []string `json:"except,omitempty"`
@@ -244,7 +244,7 @@ type SegmentPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Conflict",type=string,JSONPath=`.status.conditions[?(@.type=="Conflict")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 50",message="a SegmentPolicy name must be at most 50 characters: it becomes part of the names and labels of the policies the operator writes"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 50",message="metadata.name must be at most 50 characters: a SegmentPolicy name becomes part of the names and labels of the policies the operator writes"
 type SegmentPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
