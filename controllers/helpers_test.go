@@ -3,8 +3,8 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	. "github.com/onsi/gomega"
@@ -57,7 +57,7 @@ func device(ns, name string) *deviceBuilder {
 }
 
 func (b *deviceBuilder) class(c iomtv1.DeviceClass) *deviceBuilder { b.d.Spec.Class = c; return b }
-func (b *deviceBuilder) label(k, v string) *deviceBuilder      { b.d.Labels[k] = v; return b }
+func (b *deviceBuilder) label(k, v string) *deviceBuilder          { b.d.Labels[k] = v; return b }
 func (b *deviceBuilder) address(a ...iomtv1.LANAddress) *deviceBuilder {
 	b.d.Spec.Addresses = append(b.d.Spec.Addresses, a...)
 	return b

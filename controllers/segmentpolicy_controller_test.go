@@ -272,6 +272,6 @@ var _ = Describe("A steady cluster", Ordered, func() {
 		}, 30*time.Second, time.Millisecond).Should(BeZero())
 		start := writes.Load()
 		time.Sleep(60 * time.Second)
-		Expect(writes.Load() - start).To(BeZero(), "writes by the operator in a steady cluster")
+		Expect(writes.Load()-start).To(BeZero(), "writes by the operator in a steady cluster")
 	})
 })
