@@ -47,3 +47,7 @@ const (
 // ReasonInvalidSpec: the spec passed the schema but still cannot be used
 // (a label selector that does not parse, say). What is enforced stays.
 const ReasonInvalidSpec = "InvalidSpec"
+
+// ConditionIdentityIssued is True on a MedicalDevice whose certificate is
+// issued, valid and not yet due for renewal.
+const ConditionIdentityIssued = "IdentityIssued"

@@ -95,6 +95,11 @@ type MedicalDeviceSpec struct {
 	// iomt.medinaii.io/device=<this device's name>.
 	// +optional
 	Workload *Workload `json:"workload,omitempty"`
+
+	// identity adjusts the device's certificate. When left out, the device
+	// gets a certificate with its SPIFFE ID and the default lifetime.
+	// +optional
+	Identity *DeviceIdentity `json:"identity,omitempty"`
 }
 
 // Firmware identifies the firmware a device runs.
@@ -141,6 +146,10 @@ type MedicalDeviceStatus struct {
 	// device: its pods then get only the namespace's deny-all baseline.
 	// +optional
 	Segment string `json:"segment,omitempty"`
+
+	// identity is the certificate the device holds now.
+	// +optional
+	Identity *IdentityStatus `json:"identity,omitempty"`
 }
 
 // MedicalDevice is one connected medical device: an infusion pump, patient
