@@ -35,6 +35,9 @@ type DeviceIdentity struct {
 	// thirds of it. When left out, the operator's default (24h unless set
 	// by flag) is used and shown in status.identity.lifetime.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="lifetime must be a duration from 1h to 8760h, for example 24h"
 	Lifetime *metav1.Duration `json:"lifetime,omitempty"`
 }
 
