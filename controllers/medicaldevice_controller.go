@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,6 +28,25 @@ import (
 type MedicalDeviceReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+func (r *MedicalDeviceReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// setQuarantine records the quarantine, keeping since while the state
+// stays the same.
+func setQuarantine(st *iomtv1.MedicalDeviceStatus, q segment.Quarantine, now time.Time) {
+	since := metav1.NewTime(now.Truncate(time.Second))
+	if st.Quarantine != nil && st.Quarantine.State == q.State && st.Quarantine.Since != nil {
+		since = *st.Quarantine.Since
+	}
+	st.Quarantine = &iomtv1.QuarantineStatus{State: q.State, Reason: q.Reason, Message: q.Message, Since: &since}
 }
 
 // +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices,verbs=get;list;watch
@@ -61,8 +81,27 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		segmented = metav1.ConditionTrue
 	}
 	conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionSegmented, segmented, a.Reason, a.Message)
-	conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, segmented, a.Reason, a.Message)
-	recordDeviceMetrics(&dev, string(segmented))
+
+	q := segment.QuarantineOf(&dev)
+	setQuarantine(st, q, r.now())
+	quarantined := metav1.ConditionFalse
+	if q.State != iomtv1.QuarantineNone {
+		quarantined = metav1.ConditionTrue
+	}
+	conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionQuarantined, quarantined, q.Reason, q.Message)
+
+	switch {
+	case !a.Enforced:
+		conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, metav1.ConditionFalse,
+			a.Reason, a.Message)
+	case quarantined == metav1.ConditionTrue:
+		conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, metav1.ConditionFalse,
+			iomtv1.ReasonQuarantined, q.Message)
+	default:
+		conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, metav1.ConditionTrue,
+			a.Reason, a.Message)
+	}
+	recordDeviceMetrics(&dev, string(segmented), string(q.State))
 
 	return ctrl.Result{}, r.patchStatus(ctx, &dev, st)
 }
@@ -87,6 +126,19 @@ func (r *MedicalDeviceReconciler) patchStatus(ctx context.Context, dev *iomtv1.M
 		}
 		r.Recorder.Eventf(dev, nil, typ, c.Reason, "Segment", "%s", c.Message)
 		log.FromContext(ctx).Info("Device segment changed", "segment", st.Segment, "reason", c.Reason)
+	}
+	if conditions.Changed(before.Status.Conditions, st.Conditions, iomtv1.ConditionQuarantined) {
+		c := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionQuarantined)
+		newDevice := meta.FindStatusCondition(before.Status.Conditions, iomtv1.ConditionQuarantined) == nil
+		if c.Status == metav1.ConditionTrue || !newDevice {
+			typ := "Normal"
+			if c.Status == metav1.ConditionTrue {
+				typ = "Warning"
+			}
+			r.Recorder.Eventf(dev, nil, typ, c.Reason, "Quarantine", "%s", c.Message)
+			log.FromContext(ctx).Info("Device quarantine changed", "state", st.Quarantine.State,
+				"reason", c.Reason)
+		}
 	}
 	return nil
 }

@@ -28,8 +28,8 @@ var (
 
 	deviceInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "iomt_device_info",
-		Help: "One per MedicalDevice, labelled with its class, criticality and segment state.",
-	}, []string{"namespace", "device", "class", "criticality", "segmented"})
+		Help: "One per MedicalDevice, labelled with its class, criticality, segment and quarantine state.",
+	}, []string{"namespace", "device", "class", "criticality", "segmented", "quarantine"})
 )
 
 func init() {
@@ -51,10 +51,10 @@ func forgetSegmentMetrics(namespace, name string) {
 	segmentInfo.DeletePartialMatch(labels)
 }
 
-func recordDeviceMetrics(d *iomtv1.MedicalDevice, segmented string) {
+func recordDeviceMetrics(d *iomtv1.MedicalDevice, segmented, quarantine string) {
 	deviceInfo.DeletePartialMatch(prometheus.Labels{"namespace": d.Namespace, "device": d.Name})
 	deviceInfo.WithLabelValues(d.Namespace, d.Name, string(d.Spec.Class), string(d.Spec.Criticality),
-		segmented).Set(1)
+		segmented, quarantine).Set(1)
 }
 
 func forgetDeviceMetrics(namespace, name string) {

@@ -47,8 +47,7 @@ func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Get(ctx, req.NamespacedName, &seg); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetSegmentMetrics(req.Namespace, req.Name)
-			_, err := deletePolicy(ctx, r.Client, req.Namespace, segment.PolicyName(req.Name))
-			return ctrl.Result{}, err
+			return ctrl.Result{}, r.deletePolicies(ctx, req.Namespace, req.Name, nil)
 		}
 		return ctrl.Result{}, fmt.Errorf("failed to read SegmentPolicy: %w", err)
 	}
@@ -101,31 +100,45 @@ func (r *SegmentPolicyReconciler) compile(ctx context.Context, seg *iomtv1.Segme
 	return res, compileErr, nil
 }
 
-// write applies the segment's policy when it enforces and has members, and
-// removes it otherwise.
+// write applies the segment's policies when it enforces, and removes the
+// ones it no longer needs.
 func (r *SegmentPolicyReconciler) write(ctx context.Context, seg *iomtv1.SegmentPolicy,
 	res *segment.Result, status *iomtv1.SegmentPolicyStatus) error {
 	status.MemberCount = int32(len(res.Members))
+	status.QuarantinedCount = int32(len(res.Quarantined))
 	status.ConflictCount = int32(len(res.Conflicts))
 	status.IngressRules, status.EgressRules = 0, 0
-	if res.Policy != nil {
-		status.IngressRules = int32(len(res.Policy.Spec.Ingress))
-		status.EgressRules = int32(len(res.Policy.Spec.Egress))
+	for _, np := range res.Policies {
+		status.IngressRules += int32(len(np.Spec.Ingress))
+		status.EgressRules += int32(len(np.Spec.Egress))
 	}
 
-	name := segment.PolicyName(seg.Name)
-	if status.Enforcement == iomtv1.EnforcementEnforce && res.Policy != nil {
+	keep := map[string]bool{}
+	status.Policies = nil
+	if status.Enforcement == iomtv1.EnforcementEnforce {
 		owner := controllerRef(seg, iomtv1.GroupVersion.String(), "SegmentPolicy")
-		if _, err := applyPolicy(ctx, r.Client, res.Policy, owner); err != nil {
+		for _, np := range res.Policies {
+			if _, err := applyPolicy(ctx, r.Client, np, owner); err != nil {
+				return err
+			}
+			keep[np.Name] = true
+			status.Policies = append(status.Policies, np.Name)
+		}
+	}
+	return r.deletePolicies(ctx, seg.Namespace, seg.Name, keep)
+}
+
+// deletePolicies removes the segment's policies that are not in keep.
+func (r *SegmentPolicyReconciler) deletePolicies(ctx context.Context, namespace, segmentName string,
+	keep map[string]bool) error {
+	for _, name := range segment.PolicyNames(segmentName) {
+		if keep[name] {
+			continue
+		}
+		if _, err := deletePolicy(ctx, r.Client, namespace, name); err != nil {
 			return err
 		}
-		status.Policies = []string{name}
-		return nil
 	}
-	if _, err := deletePolicy(ctx, r.Client, seg.Namespace, name); err != nil {
-		return err
-	}
-	status.Policies = nil
 	return nil
 }
 
@@ -159,13 +172,14 @@ func (r *SegmentPolicyReconciler) setConditions(seg *iomtv1.SegmentPolicy, st *i
 		set(iomtv1.ConditionEnforced, metav1.ConditionFalse, iomtv1.ReasonObserving,
 			fmt.Sprintf("Observe mode: would allow %d ingress and %d egress rules for %d devices; "+
 				"nothing is written", st.IngressRules, st.EgressRules, st.MemberCount))
-	case res.Policy == nil:
+	case len(res.Policies) == 0:
 		set(iomtv1.ConditionEnforced, metav1.ConditionFalse, iomtv1.ReasonNoMembers,
 			"the segment selects no device, so it has no policy")
 	default:
 		set(iomtv1.ConditionEnforced, metav1.ConditionTrue, iomtv1.ReasonEnforced,
-			fmt.Sprintf("NetworkPolicy %s allows %d ingress and %d egress rules for %d devices",
-				segment.PolicyName(seg.Name), st.IngressRules, st.EgressRules, st.MemberCount))
+			fmt.Sprintf("policies %s allow %d ingress and %d egress rules for %d devices, %d quarantined",
+				strings.Join(st.Policies, ", "), st.IngressRules, st.EgressRules, st.MemberCount,
+				st.QuarantinedCount))
 	}
 
 	switch {
@@ -219,14 +233,18 @@ func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		return fmt.Errorf("failed to index SegmentPolicies: %w", err)
 	}
 
+	// Quarantine is asked for by annotation, so devices count as changed
+	// when their annotations do.
 	specChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 		predicate.LabelChangedPredicate{}))
+	deviceChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+		predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("segmentpolicy").
 		For(&iomtv1.SegmentPolicy{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&iomtv1.SegmentPolicy{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), specChanged).
-		Watches(&iomtv1.MedicalDevice{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), specChanged).
+		Watches(&iomtv1.MedicalDevice{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), deviceChanged).
 		Complete(r)
 }
 

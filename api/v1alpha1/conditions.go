@@ -51,3 +51,20 @@ const ReasonInvalidSpec = "InvalidSpec"
 // ConditionIdentityIssued is True on a MedicalDevice whose certificate is
 // issued, valid and not yet due for renewal.
 const ConditionIdentityIssued = "IdentityIssued"
+
+// ConditionQuarantined is True on a MedicalDevice that is restricted or
+// isolated.
+const ConditionQuarantined = "Quarantined"
+
+// Quarantine reasons.
+const (
+	// ReasonManual: a person quarantined the device with an annotation.
+	ReasonManual = "Manual"
+	// ReasonIsolationNotApproved: a LifeSustaining device was asked to be
+	// isolated without approval and is restricted instead.
+	ReasonIsolationNotApproved = "IsolationNotApproved"
+	// ReasonHealthy: nothing quarantines the device.
+	ReasonHealthy = "Healthy"
+	// ReasonQuarantined: the device is Segmented but restricted or isolated.
+	ReasonQuarantined = "Quarantined"
+)

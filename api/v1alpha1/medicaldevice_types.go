@@ -134,7 +134,7 @@ type MedicalDeviceStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions are Ready and Segmented.
+	// conditions are Ready, Segmented, Quarantined and IdentityIssued.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -146,6 +146,10 @@ type MedicalDeviceStatus struct {
 	// device: its pods then get only the namespace's deny-all baseline.
 	// +optional
 	Segment string `json:"segment,omitempty"`
+
+	// quarantine is the device's quarantine as enforced now.
+	// +optional
+	Quarantine *QuarantineStatus `json:"quarantine,omitempty"`
 
 	// identity is the certificate the device holds now.
 	// +optional
@@ -165,6 +169,7 @@ type MedicalDeviceStatus struct {
 // +kubebuilder:printcolumn:name="Class",type=string,JSONPath=`.spec.class`
 // +kubebuilder:printcolumn:name="Criticality",type=string,JSONPath=`.spec.criticality`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Quarantine",type=string,JSONPath=`.status.quarantine.state`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: a MedicalDevice name is used as a pod label value"
 type MedicalDevice struct {

@@ -67,6 +67,12 @@ type SegmentPolicySpec struct {
 	// When left out, Allow is used and shown in status.dns.
 	// +optional
 	DNS DNSMode `json:"dns,omitempty"`
+
+	// quarantine says what stays open for quarantined members. When left
+	// out, restricted members keep only essential flows and isolated ones
+	// nothing at all.
+	// +optional
+	Quarantine *QuarantinePolicy `json:"quarantine,omitempty"`
 }
 
 // DeviceSelector picks MedicalDevices by labels, classes, or both (a device
@@ -119,6 +125,11 @@ type Flow struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	Protocols []ProtocolPort `json:"protocols"`
+
+	// essential marks a flow that patient care depends on: it stays open
+	// when a member is restricted by quarantine. When left out, false.
+	// +optional
+	Essential bool `json:"essential,omitempty"`
 }
 
 // Peer is one end of a flow: exactly one of segment, pods or cidr.
@@ -218,6 +229,10 @@ type SegmentPolicyStatus struct {
 	// +optional
 	ConflictCount int32 `json:"conflictCount,omitempty"`
 
+	// quarantinedCount is how many members are restricted or isolated.
+	// +optional
+	QuarantinedCount int32 `json:"quarantinedCount,omitempty"`
+
 	// ingressRules and egressRules count the rules the segment's policy
 	// holds (or would hold, in Observe).
 	// +optional
@@ -229,7 +244,7 @@ type SegmentPolicyStatus struct {
 	// this segment in its namespace.
 	// +optional
 	// +listType=set
-	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:MaxItems=3
 	Policies []string `json:"policies,omitempty"`
 }
 
@@ -241,6 +256,7 @@ type SegmentPolicyStatus struct {
 // +kubebuilder:resource:shortName=segpol,categories=iomt
 // +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.status.enforcement`
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.status.memberCount`
+// +kubebuilder:printcolumn:name="Quarantined",type=integer,JSONPath=`.status.quarantinedCount`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Conflict",type=string,JSONPath=`.status.conditions[?(@.type=="Conflict")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -53,18 +54,40 @@ func DefaultConfig() Config {
 type Result struct {
 	// Members are the member device names, sorted.
 	Members []string
+	// Quarantined are the members that are restricted or isolated, sorted.
+	Quarantined []string
 	// Conflicts are devices the segment selects that another segment also
 	// selects, sorted.
 	Conflicts []string
 	// Unresolved says, for each flow peer that resolved to nothing, why.
 	Unresolved []string
-	// Policy is the segment's NetworkPolicy; nil when the segment has no
-	// members, since there is nothing to select.
-	Policy *networkingv1.NetworkPolicy
+	// Policies are the segment's NetworkPolicies: one for its healthy
+	// members, one for restricted and one for isolated members, each only
+	// when it has someone to select.
+	Policies []*networkingv1.NetworkPolicy
 }
 
-// PolicyName is the name of a segment's NetworkPolicy.
-func PolicyName(segment string) string { return segmentPrefix + segment }
+// PolicyName is the name of a segment's NetworkPolicy for members in a
+// quarantine state.
+func PolicyName(segment string, state iomtv1.QuarantineState) string {
+	switch state {
+	case iomtv1.QuarantineRestricted:
+		return segmentPrefix + segment + "-restricted"
+	case iomtv1.QuarantineIsolated:
+		return segmentPrefix + segment + "-isolated"
+	default:
+		return segmentPrefix + segment
+	}
+}
+
+// PolicyNames are the names every policy of a segment may have.
+func PolicyNames(segment string) []string {
+	out := make([]string, len(quarantineStates))
+	for i, s := range quarantineStates {
+		out[i] = PolicyName(segment, s)
+	}
+	return out
+}
 
 // Baseline returns the deny-all NetworkPolicy of a namespace that holds
 // devices. It selects every pod that carries the device label, so a device
@@ -93,35 +116,52 @@ func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, erro
 	}
 
 	res := &Result{Members: ms.Names(), Conflicts: ms.Conflicts}
-	if len(ms.Devices) == 0 {
-		return res, nil
-	}
+	unresolved := map[string]bool{}
+	for _, state := range quarantineStates {
+		devs := ms.InState(state)
+		if len(devs) == 0 {
+			continue
+		}
+		if state != iomtv1.QuarantineNone {
+			res.Quarantined = append(res.Quarantined, names(devs)...)
+		}
 
-	var b rules
-	b.ownFlows(m, seg, res)
-	b.mirroredFlows(m, seg)
-	b.deviceAddresses(ms.Devices)
-	if DNSOf(seg) == iomtv1.DNSAllow {
-		b.dns(cfg)
-	}
+		b := rules{threshold: threshold(state)}
+		for _, why := range b.ownFlows(m, seg) {
+			if !unresolved[why] {
+				unresolved[why] = true
+				res.Unresolved = append(res.Unresolved, why)
+			}
+		}
+		b.mirroredFlows(m, seg)
+		if state != iomtv1.QuarantineIsolated {
+			b.deviceAddresses(devs)
+			if DNSOf(seg) == iomtv1.DNSAllow {
+				b.dns(cfg)
+			}
+		}
 
-	np := newPolicy(seg.Namespace, PolicyName(seg.Name), map[string]string{
-		RoleLabel: RoleSegment, SegmentLabel: seg.Name,
-	})
-	np.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-		Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpIn, Values: res.Members,
-	}}}
-	np.Spec.Ingress = b.ingress
-	np.Spec.Egress = b.egress
-	res.Policy = np
+		np := newPolicy(seg.Namespace, PolicyName(seg.Name, state), map[string]string{
+			RoleLabel: RoleSegment, SegmentLabel: seg.Name,
+		})
+		np.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpIn, Values: names(devs),
+		}}}
+		np.Spec.Ingress = b.ingress
+		np.Spec.Egress = b.egress
+		res.Policies = append(res.Policies, np)
+	}
+	sort.Strings(res.Quarantined)
 	return res, nil
 }
 
 // rules collects a policy's rules without repeats, in the order added.
 type rules struct {
-	ingress []networkingv1.NetworkPolicyIngressRule
-	egress  []networkingv1.NetworkPolicyEgressRule
-	seen    map[string]bool
+	// threshold is the lowest tier of flow the policy's members keep.
+	threshold tier
+	ingress   []networkingv1.NetworkPolicyIngressRule
+	egress    []networkingv1.NetworkPolicyEgressRule
+	seen      map[string]bool
 }
 
 func (b *rules) add(dir iomtv1.Direction, peers []networkingv1.NetworkPolicyPeer, ports []Port) {
@@ -151,22 +191,26 @@ func (b *rules) add(dir iomtv1.Direction, peers []networkingv1.NetworkPolicyPeer
 	}
 }
 
-// ownFlows adds the segment's own flows, leaving out peers that resolve to
-// nothing and saying why in res.Unresolved.
-func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy, res *Result) {
-	for _, f := range seg.Spec.Flows {
+// ownFlows adds the segment's own flows that the policy's members keep,
+// leaving out peers that resolve to nothing. It returns why for each.
+func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy) []string {
+	var unresolved []string
+	for _, f := range flowsOf(seg) {
+		if f.tier < b.threshold {
+			continue
+		}
 		var peers []networkingv1.NetworkPolicyPeer
 		for i, p := range f.Peers {
-			resolved, why := resolvePeer(m, seg, p)
+			resolved, why := resolvePeer(m, seg, p, f.tier)
 			if why != "" {
-				res.Unresolved = append(res.Unresolved,
-					fmt.Sprintf("flow %s peer %d: %s", f.Name, i, why))
+				unresolved = append(unresolved, fmt.Sprintf("flow %s peer %d: %s", f.Name, i, why))
 				continue
 			}
 			peers = append(peers, resolved...)
 		}
 		b.add(f.Direction, peers, Ports(f.Protocols))
 	}
+	return unresolved
 }
 
 // mirroredFlows adds the other side of every flow that an enforcing segment
@@ -174,28 +218,30 @@ func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy, res *Result) 
 func (b *rules) mirroredFlows(m *Membership, seg *iomtv1.SegmentPolicy) {
 	for _, k := range m.segmentKeys() {
 		other, oms := m.Segment(k)
-		if EnforcementOf(other) != iomtv1.EnforcementEnforce || oms.Invalid != "" ||
-			len(oms.Devices) == 0 {
+		if EnforcementOf(other) != iomtv1.EnforcementEnforce || oms.Invalid != "" {
 			continue
 		}
 		if k.Namespace == seg.Namespace && k.Name == seg.Name {
 			// A segment's flow to itself is already written as its own.
 			continue
 		}
-		for _, f := range other.Spec.Flows {
+		for _, f := range flowsOf(other) {
+			if f.tier < b.threshold {
+				continue
+			}
 			for _, p := range f.Peers {
 				if p.Segment == nil || refKey(other, p.Segment) != keyOf(seg) {
 					continue
 				}
-				b.add(opposite(f.Direction), memberPeers(seg.Namespace, k.Namespace, oms), Ports(f.Protocols))
+				b.add(opposite(f.Direction), memberPeers(seg.Namespace, k.Namespace, oms.upTo(f.tier)),
+					Ports(f.Protocols))
 			}
 		}
 	}
 }
-
-// deviceAddresses lets members' pods and members' LAN addresses reach each
-// other on the devices' own protocols. Devices with the same protocols
-// share one rule.
+// deviceAddresses lets the policy's member pods and those members' LAN
+// addresses reach each other on the devices' own protocols. Devices with
+// the same protocols share one rule.
 func (b *rules) deviceAddresses(devices []*iomtv1.MedicalDevice) {
 	type group struct {
 		ports []Port
@@ -234,9 +280,11 @@ func (b *rules) dns(cfg Config) {
 		[]Port{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}})
 }
 
+
 // resolvePeer turns a flow peer into NetworkPolicy peers. It returns a
 // reason instead when the peer stands for nobody.
-func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer) ([]networkingv1.NetworkPolicyPeer, string) {
+func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer, t tier) (
+	[]networkingv1.NetworkPolicyPeer, string) {
 	switch {
 	case p.Segment != nil:
 		k := refKey(seg, p.Segment)
@@ -247,10 +295,14 @@ func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer) ([]net
 		if oms.Invalid != "" {
 			return nil, fmt.Sprintf("segment %s has an invalid spec", k)
 		}
-		if len(oms.Devices) == 0 {
+		devs := oms.upTo(t)
+		if len(devs) == 0 {
+			if len(oms.Devices) > 0 {
+				return nil, fmt.Sprintf("segment %s has no members this flow may reach: all are quarantined", k)
+			}
 			return nil, fmt.Sprintf("segment %s has no members", k)
 		}
-		return memberPeers(seg.Namespace, k.Namespace, oms), ""
+		return memberPeers(seg.Namespace, k.Namespace, devs), ""
 	case p.Pods != nil:
 		return []networkingv1.NetworkPolicyPeer{{
 			NamespaceSelector: p.Pods.NamespaceSelector.DeepCopy(),
@@ -264,19 +316,23 @@ func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer) ([]net
 	return nil, "peer names no segment, pods or cidr"
 }
 
-// memberPeers stands for a segment's members: their pods, with namespace
-// and pod selectors in one peer, and their LAN addresses.
-func memberPeers(policyNS, membersNS string, ms *Members) []networkingv1.NetworkPolicyPeer {
+// memberPeers stands for some members of a segment: their pods, with
+// namespace and pod selectors in one peer, and their LAN addresses. It is
+// empty when devs is.
+func memberPeers(policyNS, membersNS string, devs []*iomtv1.MedicalDevice) []networkingv1.NetworkPolicyPeer {
+	if len(devs) == 0 {
+		return nil
+	}
 	pods := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{
 		MatchExpressions: []metav1.LabelSelectorRequirement{{
-			Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpIn, Values: ms.Names(),
+			Key: iomtv1.DeviceLabel, Operator: metav1.LabelSelectorOpIn, Values: names(devs),
 		}},
 	}}
 	if membersNS != policyNS {
 		pods.NamespaceSelector = namespaceSelector(membersNS)
 	}
 	peers := []networkingv1.NetworkPolicyPeer{pods}
-	for _, d := range ms.Devices {
+	for _, d := range devs {
 		peers = append(peers, addressPeers(d.Spec.Addresses)...)
 	}
 	return peers
@@ -306,7 +362,7 @@ func hostPrefix(s string) (string, bool) {
 
 // validatePeers checks what the schema cannot: that label selectors parse.
 func validatePeers(seg *iomtv1.SegmentPolicy) error {
-	for _, f := range seg.Spec.Flows {
+	for _, f := range flowsOf(seg) {
 		for i, p := range f.Peers {
 			if p.Pods == nil {
 				continue

@@ -49,12 +49,37 @@ type Members struct {
 }
 
 // Names returns the member device names.
-func (m *Members) Names() []string {
-	names := make([]string, len(m.Devices))
-	for i, d := range m.Devices {
-		names[i] = d.Name
+func (m *Members) Names() []string { return names(m.Devices) }
+
+// InState returns the members whose quarantine state is s.
+func (m *Members) InState(s iomtv1.QuarantineState) []*iomtv1.MedicalDevice {
+	var out []*iomtv1.MedicalDevice
+	for _, d := range m.Devices {
+		if QuarantineOf(d).State == s {
+			out = append(out, d)
+		}
 	}
-	return names
+	return out
+}
+
+// upTo returns the members that keep flows of tier t: those whose
+// quarantine leaves t open.
+func (m *Members) upTo(t tier) []*iomtv1.MedicalDevice {
+	var out []*iomtv1.MedicalDevice
+	for _, d := range m.Devices {
+		if threshold(QuarantineOf(d).State) <= t {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func names(devs []*iomtv1.MedicalDevice) []string {
+	out := make([]string, len(devs))
+	for i, d := range devs {
+		out[i] = d.Name
+	}
+	return out
 }
 
 // Membership is the outcome of resolving a World.

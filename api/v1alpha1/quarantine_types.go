@@ -1,0 +1,65 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Annotations people put on a MedicalDevice to quarantine it by hand.
+const (
+	// QuarantineAnnotation quarantines the device: "Restrict" keeps only
+	// the segment's essential and remediation flows, "Isolate" only its
+	// remediation flows. Removing the annotation releases the device.
+	QuarantineAnnotation = "iomt.medinaii.io/quarantine"
+	// IsolationApprovedByAnnotation names the person who approved isolating
+	// a LifeSustaining device. Without it such a device is restricted at
+	// most, so that it is never cut off from its clinicians by mistake.
+	IsolationApprovedByAnnotation = "iomt.medinaii.io/isolation-approved-by"
+)
+
+// QuarantineState is how far a device is cut off.
+// +kubebuilder:validation:Enum=None;Restricted;Isolated
+type QuarantineState string
+
+// The quarantine states.
+const (
+	// QuarantineNone: the device has all of its segment's flows.
+	QuarantineNone QuarantineState = "None"
+	// QuarantineRestricted: only essential and remediation flows remain.
+	QuarantineRestricted QuarantineState = "Restricted"
+	// QuarantineIsolated: only remediation flows remain.
+	QuarantineIsolated QuarantineState = "Isolated"
+)
+
+// QuarantinePolicy says what stays open for the segment's quarantined
+// members.
+type QuarantinePolicy struct {
+	// remediation are flows that stay open whatever the quarantine: to the
+	// biomedical engineering workstation or the vendor's update service,
+	// say. They are open for healthy members too. At most 8.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	Remediation []Flow `json:"remediation,omitempty"`
+}
+
+// QuarantineStatus is the device's quarantine as the operator enforces it.
+type QuarantineStatus struct {
+	// state is None, Restricted or Isolated.
+	// +optional
+	State QuarantineState `json:"state,omitempty"`
+
+	// reason is why: Manual (the quarantine annotation) or
+	// IsolationNotApproved (a LifeSustaining device asked to be isolated
+	// without the approval annotation, restricted instead).
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// message explains the state to a person.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// since is when the device entered its current state.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
