@@ -239,6 +239,7 @@ func (b *rules) mirroredFlows(m *Membership, seg *iomtv1.SegmentPolicy) {
 		}
 	}
 }
+
 // deviceAddresses lets the policy's member pods and those members' LAN
 // addresses reach each other on the devices' own protocols. Devices with
 // the same protocols share one rule.
@@ -279,7 +280,6 @@ func (b *rules) dns(cfg Config) {
 	b.add(iomtv1.DirectionEgress, []networkingv1.NetworkPolicyPeer{peer},
 		[]Port{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}})
 }
-
 
 // resolvePeer turns a flow peer into NetworkPolicy peers. It returns a
 // reason instead when the peer stands for nobody.
