@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -28,6 +30,8 @@ import (
 type MedicalDeviceReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	// Advisories are matched against each device's firmware.
+	Advisories *AdvisoryStore
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -37,6 +41,43 @@ func (r *MedicalDeviceReconciler) now() time.Time {
 		return r.Now()
 	}
 	return time.Now()
+}
+
+// setVulnerable sets the Vulnerable condition from the vulnerability.
+func setVulnerable(st *iomtv1.MedicalDeviceStatus, gen int64) {
+	v := st.Vulnerability
+	set := func(s metav1.ConditionStatus, reason, msg string) {
+		conditions.Set(&st.Conditions, gen, iomtv1.ConditionVulnerable, s, reason, msg)
+	}
+	switch {
+	case v.State == iomtv1.VulnerabilityKnownAffected:
+		msg := fmt.Sprintf("firmware %s is affected according to %s", v.FirmwareVersion,
+			advisoryIDs(v, iomtv1.VulnerabilityKnownAffected))
+		if v.RiskAcceptedBy != "" {
+			msg += "; risk accepted by " + v.RiskAcceptedBy
+		}
+		set(metav1.ConditionTrue, iomtv1.ReasonKnownAffected, msg)
+	case v.State == iomtv1.VulnerabilityNeedsReview:
+		set(metav1.ConditionUnknown, iomtv1.ReasonNeedsReview, fmt.Sprintf(
+			"a person must review %s for firmware %q", advisoryIDs(v, iomtv1.VulnerabilityNeedsReview),
+			v.FirmwareVersion))
+	case v.Documents == 0:
+		set(metav1.ConditionFalse, iomtv1.ReasonNoKnownAdvisory, fmt.Sprintf("no advisories are loaded; "+
+			"put CSAF documents in ConfigMaps labelled %s in the operator's namespace", iomtv1.AdvisoriesLabel))
+	default:
+		set(metav1.ConditionFalse, iomtv1.ReasonNoKnownAdvisory,
+			fmt.Sprintf("none of %d advisories concerns firmware %q", v.Documents, v.FirmwareVersion))
+	}
+}
+
+func advisoryIDs(v *iomtv1.VulnerabilityStatus, state iomtv1.VulnerabilityState) string {
+	var ids []string
+	for _, a := range v.Advisories {
+		if a.Status == state {
+			ids = append(ids, a.ID)
+		}
+	}
+	return truncList(ids)
 }
 
 // setQuarantine records the quarantine, keeping since while the state
@@ -71,7 +112,13 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	a := segment.Resolve(world).Device(req.NamespacedName)
+	membership := segment.Resolve(world)
+	a := membership.Device(req.NamespacedName)
+	seg, _ := membership.Segment(types.NamespacedName{Namespace: dev.Namespace, Name: a.Segment})
+	docs, err := r.Advisories.Documents(ctx, r.Client)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 
 	st := dev.Status.DeepCopy()
 	st.ObservedGeneration = dev.Generation
@@ -82,7 +129,15 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionSegmented, segmented, a.Reason, a.Message)
 
-	q := segment.QuarantineOf(&dev)
+	st.Vulnerability = vulnerabilityOf(&dev, docs)
+	setVulnerable(st, dev.Generation)
+	recordVulnerabilityMetrics(&dev, st.Vulnerability)
+
+	// Quarantine follows the vulnerability just computed, not the one the
+	// cache last saw.
+	now := dev.DeepCopy()
+	now.Status = *st
+	q := segment.QuarantineOf(now, seg)
 	setQuarantine(st, q, r.now())
 	quarantined := metav1.ConditionFalse
 	if q.State != iomtv1.QuarantineNone {
@@ -127,6 +182,17 @@ func (r *MedicalDeviceReconciler) patchStatus(ctx context.Context, dev *iomtv1.M
 		r.Recorder.Eventf(dev, nil, typ, c.Reason, "Segment", "%s", c.Message)
 		log.FromContext(ctx).Info("Device segment changed", "segment", st.Segment, "reason", c.Reason)
 	}
+	if conditions.Changed(before.Status.Conditions, st.Conditions, iomtv1.ConditionVulnerable) {
+		c := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionVulnerable)
+		if c.Status != metav1.ConditionFalse ||
+			meta.FindStatusCondition(before.Status.Conditions, iomtv1.ConditionVulnerable) != nil {
+			typ := "Normal"
+			if c.Status != metav1.ConditionFalse {
+				typ = "Warning"
+			}
+			r.Recorder.Eventf(dev, nil, typ, c.Reason, "MatchAdvisories", "%s", c.Message)
+		}
+	}
 	if conditions.Changed(before.Status.Conditions, st.Conditions, iomtv1.ConditionQuarantined) {
 		c := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionQuarantined)
 		newDevice := meta.FindStatusCondition(before.Status.Conditions, iomtv1.ConditionQuarantined) == nil
@@ -151,7 +217,26 @@ func (r *MedicalDeviceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("medicaldevice").
 		For(&iomtv1.MedicalDevice{}).
 		Watches(&iomtv1.SegmentPolicy{}, handler.EnqueueRequestsFromMapFunc(r.devicesOf), specChanged).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.allDevices),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				_, ok := o.GetLabels()[iomtv1.AdvisoriesLabel]
+				return ok && o.GetNamespace() == r.Advisories.Namespace
+			}))).
 		Complete(r)
+}
+
+// allDevices maps a change of advisories onto every device.
+func (r *MedicalDeviceReconciler) allDevices(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list iomtv1.MedicalDeviceList
+	if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "Cannot map advisory change to devices")
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+	}
+	return reqs
 }
 
 // devicesOf maps a segment change onto the devices of its namespace.

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -26,6 +28,16 @@ var (
 		Help: "One per SegmentPolicy, labelled with its enforcement mode and readiness.",
 	}, []string{"namespace", "segment", "enforcement", "ready"})
 
+	advisoryDocuments = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "iomt_advisory_documents",
+		Help: "Advisory documents in the labelled ConfigMaps, by whether they could be read.",
+	}, []string{"state"})
+
+	deviceVulnerability = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "iomt_device_vulnerability",
+		Help: "One per MedicalDevice, labelled with what the advisories say about its firmware.",
+	}, []string{"namespace", "device", "state", "risk_accepted"})
+
 	deviceInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "iomt_device_info",
 		Help: "One per MedicalDevice, labelled with its class, criticality, segment and quarantine state.",
@@ -33,7 +45,8 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(segmentMembers, segmentConflicts, segmentInfo, deviceInfo)
+	metrics.Registry.MustRegister(segmentMembers, segmentConflicts, segmentInfo, deviceInfo,
+		advisoryDocuments, deviceVulnerability)
 }
 
 func recordSegmentMetrics(seg *iomtv1.SegmentPolicy, st *iomtv1.SegmentPolicyStatus) {
@@ -57,6 +70,14 @@ func recordDeviceMetrics(d *iomtv1.MedicalDevice, segmented, quarantine string) 
 		segmented, quarantine).Set(1)
 }
 
+func recordVulnerabilityMetrics(d *iomtv1.MedicalDevice, v *iomtv1.VulnerabilityStatus) {
+	deviceVulnerability.DeletePartialMatch(prometheus.Labels{"namespace": d.Namespace, "device": d.Name})
+	deviceVulnerability.WithLabelValues(d.Namespace, d.Name, string(v.State),
+		strconv.FormatBool(v.RiskAcceptedBy != "")).Set(1)
+}
+
 func forgetDeviceMetrics(namespace, name string) {
-	deviceInfo.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "device": name})
+	labels := prometheus.Labels{"namespace": namespace, "device": name}
+	deviceInfo.DeletePartialMatch(labels)
+	deviceVulnerability.DeletePartialMatch(labels)
 }

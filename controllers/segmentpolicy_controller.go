@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -39,6 +40,7 @@ type SegmentPolicyReconciler struct {
 // +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 
 // Reconcile computes the segment, writes or removes its NetworkPolicy, and
 // records the outcome in status.
@@ -238,7 +240,8 @@ func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	specChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 		predicate.LabelChangedPredicate{}))
 	deviceChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
-		predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))
+		predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+		vulnerabilityChanged()))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("segmentpolicy").
 		For(&iomtv1.SegmentPolicy{}).
@@ -246,6 +249,25 @@ func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Watches(&iomtv1.SegmentPolicy{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), specChanged).
 		Watches(&iomtv1.MedicalDevice{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), deviceChanged).
 		Complete(r)
+}
+
+// vulnerabilityChanged passes device updates that change what the segment's
+// quarantine depends on in the device's status.
+func vulnerabilityChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*iomtv1.MedicalDevice)
+		n, ok2 := e.ObjectNew.(*iomtv1.MedicalDevice)
+		if !ok1 || !ok2 {
+			return false
+		}
+		key := func(v *iomtv1.VulnerabilityStatus) string {
+			if v == nil {
+				return ""
+			}
+			return string(v.State) + "/" + v.RiskAcceptedBy
+		}
+		return key(o.Status.Vulnerability) != key(n.Status.Vulnerability)
+	}}
 }
 
 // segmentsNear maps a change to a device or segment onto the segments whose

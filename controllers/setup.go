@@ -3,9 +3,11 @@ package controllers
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -19,6 +21,19 @@ import (
 type Options struct {
 	// Segment configures the policy compiler.
 	Segment segment.Config
+	// Namespace is the operator's own namespace, where it reads advisory
+	// ConfigMaps; DefaultNamespace when empty.
+	Namespace string
+}
+
+// DefaultNamespace is the operator's namespace when none is given.
+const DefaultNamespace = "iomt-system"
+
+func (o Options) namespace() string {
+	if o.Namespace == "" {
+		return DefaultNamespace
+	}
+	return o.Namespace
 }
 
 // NewScheme returns a scheme with the kinds the operator reads and writes.
@@ -34,13 +49,23 @@ func NewScheme() *runtime.Scheme {
 }
 
 // CacheOptions keep the cache to what the operator manages: of
-// NetworkPolicies only its own, and no managedFields on anything.
-func CacheOptions() cache.Options {
+// NetworkPolicies only its own, of ConfigMaps only the advisories in its
+// namespace, and no managedFields on anything.
+func CacheOptions(opts Options) cache.Options {
+	hasAdvisories, err := labels.NewRequirement(iomtv1.AdvisoriesLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&networkingv1.NetworkPolicy{}: {
 				Label: labels.SelectorFromSet(labels.Set{segment.ManagedByLabel: segment.ManagedByValue}),
+			},
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{
+					opts.namespace(): {LabelSelector: labels.NewSelector().Add(*hasAdvisories)},
+				},
 			},
 		},
 	}
@@ -48,16 +73,18 @@ func CacheOptions() cache.Options {
 
 // Setup registers every controller with the manager.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	recorder := mgr.GetEventRecorder("iomt-operator")
 	if err := (&SegmentPolicyReconciler{
 		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("iomt-operator"),
+		Recorder: recorder,
 		Config:   opts.Segment,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	if err := (&MedicalDeviceReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("iomt-operator"),
+		Client:     mgr.GetClient(),
+		Recorder:   recorder,
+		Advisories: &AdvisoryStore{Namespace: opts.namespace(), Recorder: recorder},
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

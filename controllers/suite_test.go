@@ -60,7 +60,7 @@ var _ = BeforeSuite(func() {
 	opCfg.WrapTransport = countWrites(&writes)
 	mgr, err := ctrl.NewManager(opCfg, ctrl.Options{
 		Scheme:  scheme,
-		Cache:   controllers.CacheOptions(),
+		Cache:   controllers.CacheOptions(controllers.Options{}),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())

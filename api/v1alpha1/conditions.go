@@ -68,3 +68,21 @@ const (
 	// ReasonQuarantined: the device is Segmented but restricted or isolated.
 	ReasonQuarantined = "Quarantined"
 )
+
+// ConditionVulnerable is True on a MedicalDevice whose firmware an advisory
+// lists as affected, Unknown when an advisory needs a person's review.
+const ConditionVulnerable = "Vulnerable"
+
+// Vulnerability reasons.
+const (
+	// ReasonKnownAffected: an advisory lists the device's firmware.
+	ReasonKnownAffected = "KnownAffected"
+	// ReasonNeedsReview: an advisory may concern the device; a person must
+	// decide.
+	ReasonNeedsReview = "NeedsReview"
+	// ReasonNoKnownAdvisory: no loaded advisory concerns the device.
+	ReasonNoKnownAdvisory = "NoKnownAdvisory"
+	// ReasonKnownVulnerable: the device is restricted because of a known
+	// affected firmware.
+	ReasonKnownVulnerable = "KnownVulnerable"
+)

@@ -134,7 +134,8 @@ type MedicalDeviceStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions are Ready, Segmented, Quarantined and IdentityIssued.
+	// conditions are Ready, Segmented, Quarantined, Vulnerable and
+	// IdentityIssued.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -150,6 +151,11 @@ type MedicalDeviceStatus struct {
 	// quarantine is the device's quarantine as enforced now.
 	// +optional
 	Quarantine *QuarantineStatus `json:"quarantine,omitempty"`
+
+	// vulnerability is what the security advisories say about the device's
+	// firmware.
+	// +optional
+	Vulnerability *VulnerabilityStatus `json:"vulnerability,omitempty"`
 
 	// identity is the certificate the device holds now.
 	// +optional

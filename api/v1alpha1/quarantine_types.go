@@ -41,6 +41,14 @@ type QuarantinePolicy struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=8
 	Remediation []Flow `json:"remediation,omitempty"`
+
+	// vulnerableFirmware is what happens to a member whose firmware a
+	// security advisory lists as affected: Report (status, Event, metric)
+	// or Restrict (also restricted as a quarantine would, until the
+	// firmware changes or a person accepts the risk). When left out,
+	// Report.
+	// +optional
+	VulnerableFirmware VulnerableFirmwareAction `json:"vulnerableFirmware,omitempty"`
 }
 
 // QuarantineStatus is the device's quarantine as the operator enforces it.
@@ -49,9 +57,11 @@ type QuarantineStatus struct {
 	// +optional
 	State QuarantineState `json:"state,omitempty"`
 
-	// reason is why: Manual (the quarantine annotation) or
+	// reason is why: Manual (the quarantine annotation),
 	// IsolationNotApproved (a LifeSustaining device asked to be isolated
-	// without the approval annotation, restricted instead).
+	// without the approval annotation, restricted instead) or
+	// KnownVulnerable (an advisory lists its firmware and the segment
+	// restricts such devices).
 	// +optional
 	Reason string `json:"reason,omitempty"`
 

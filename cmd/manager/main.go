@@ -20,59 +20,67 @@ import (
 	"github.com/medinaii/iomt-operator/internal/segment"
 )
 
+// config is what the command line sets.
+type config struct {
+	metricsAddr   string
+	secureMetrics bool
+	probeAddr     string
+	leaderElect   bool
+	namespace     string
+	dnsNamespace  string
+	dnsPodLabels  string
+}
+
 func main() {
-	var (
-		metricsAddr   string
-		probeAddr     string
-		leaderElect   bool
-		dnsNamespace  string
-		dnsPodLabels  string
-		secureMetrics bool
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
+	var c config
+	flag.StringVar(&c.metricsAddr, "metrics-bind-address", ":8443",
 		"Address the metrics endpoint listens on; 0 turns it off.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", true,
+	flag.BoolVar(&c.secureMetrics, "metrics-secure", true,
 		"Serve metrics over HTTPS (TLS 1.2 or newer), allowing only callers Kubernetes authorizes.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health probes.")
-	flag.BoolVar(&leaderElect, "leader-elect", false,
+	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address of the health probes.")
+	flag.BoolVar(&c.leaderElect, "leader-elect", false,
 		"Elect a leader, so that only one of several replicas writes.")
-	flag.StringVar(&dnsNamespace, "dns-namespace", "kube-system", "Namespace of the cluster DNS pods.")
-	flag.StringVar(&dnsPodLabels, "dns-pod-labels", "k8s-app=kube-dns",
+	flag.StringVar(&c.namespace, "namespace", envOr("POD_NAMESPACE", controllers.DefaultNamespace),
+		"The operator's own namespace, where it reads advisory ConfigMaps.")
+	flag.StringVar(&c.dnsNamespace, "dns-namespace", "kube-system", "Namespace of the cluster DNS pods.")
+	flag.StringVar(&c.dnsPodLabels, "dns-pod-labels", "k8s-app=kube-dns",
 		"Labels of the cluster DNS pods, as k=v[,k=v].")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	setupLog := ctrl.Log.WithName("setup")
 
-	if err := run(metricsAddr, secureMetrics, probeAddr, leaderElect, dnsNamespace, dnsPodLabels); err != nil {
-		setupLog.Error(err, "Operator stopped")
+	if err := run(c); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "Operator stopped")
 		os.Exit(1)
 	}
 }
 
-func run(metricsAddr string, secureMetrics bool, probeAddr string, leaderElect bool,
-	dnsNamespace, dnsPodLabels string) error {
-	dnsLabels, err := labels.ConvertSelectorToLabelsMap(strings.TrimSpace(dnsPodLabels))
+func run(c config) error {
+	dnsLabels, err := labels.ConvertSelectorToLabelsMap(strings.TrimSpace(c.dnsPodLabels))
 	if err != nil {
 		return fmt.Errorf("failed to parse --dns-pod-labels: %w", err)
 	}
+	opts := controllers.Options{
+		Segment:   segment.Config{DNSNamespace: c.dnsNamespace, DNSPodLabels: dnsLabels},
+		Namespace: c.namespace,
+	}
 
 	metricsOpts := metricsserver.Options{
-		BindAddress:   metricsAddr,
-		SecureServing: secureMetrics,
-		TLSOpts:       []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		BindAddress:   c.metricsAddr,
+		SecureServing: c.secureMetrics,
+		TLSOpts:       []func(*tls.Config){func(t *tls.Config) { t.MinVersion = tls.VersionTLS12 }},
 	}
-	if secureMetrics {
+	if c.secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 controllers.NewScheme(),
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  controllers.CacheOptions(opts),
 		Metrics:                metricsOpts,
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
+		HealthProbeBindAddress: c.probeAddr,
+		LeaderElection:         c.leaderElect,
 		LeaderElectionID:       "iomt-operator.iomt.medinaii.io",
 	})
 	if err != nil {
@@ -80,8 +88,7 @@ func run(metricsAddr string, secureMetrics bool, probeAddr string, leaderElect b
 	}
 
 	ctx := ctrl.SetupSignalHandler()
-	cfg := segment.Config{DNSNamespace: dnsNamespace, DNSPodLabels: dnsLabels}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{Segment: cfg}); err != nil {
+	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("failed to set up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -91,4 +98,11 @@ func run(metricsAddr string, secureMetrics bool, probeAddr string, leaderElect b
 		return fmt.Errorf("failed to add ready check: %w", err)
 	}
 	return mgr.Start(ctx)
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
 }

@@ -39,6 +39,8 @@ type Assignment struct {
 
 // Members is the membership of one segment.
 type Members struct {
+	// segment is the segment these are the members of.
+	segment *iomtv1.SegmentPolicy
 	// Devices are the member devices, sorted by name.
 	Devices []*iomtv1.MedicalDevice
 	// Conflicts are the names of devices this segment selects that another
@@ -55,7 +57,7 @@ func (m *Members) Names() []string { return names(m.Devices) }
 func (m *Members) InState(s iomtv1.QuarantineState) []*iomtv1.MedicalDevice {
 	var out []*iomtv1.MedicalDevice
 	for _, d := range m.Devices {
-		if QuarantineOf(d).State == s {
+		if QuarantineOf(d, m.segment).State == s {
 			out = append(out, d)
 		}
 	}
@@ -67,7 +69,7 @@ func (m *Members) InState(s iomtv1.QuarantineState) []*iomtv1.MedicalDevice {
 func (m *Members) upTo(t tier) []*iomtv1.MedicalDevice {
 	var out []*iomtv1.MedicalDevice
 	for _, d := range m.Devices {
-		if threshold(QuarantineOf(d).State) <= t {
+		if threshold(QuarantineOf(d, m.segment).State) <= t {
 			out = append(out, d)
 		}
 	}
@@ -104,7 +106,7 @@ func Resolve(w World) *Membership {
 		s := &w.Segments[i]
 		key := keyOf(s)
 		m.segments[key] = s
-		m.members[key] = &Members{}
+		m.members[key] = &Members{segment: s}
 		sel, err := deviceSelector(s.Spec.DeviceSelector)
 		if err != nil {
 			m.members[key].Invalid = fmt.Sprintf("spec.deviceSelector.labels: %v", err)

@@ -13,16 +13,42 @@ type Quarantine struct {
 	Message string
 }
 
-// QuarantineOf decides a device's quarantine from what people asked for.
-// A LifeSustaining device is isolated only when a person approved it;
-// otherwise it is restricted, so it keeps its essential flows. A value the
-// operator does not know is taken as Restrict: asking for a quarantine
-// never leaves a device more open than before.
-func QuarantineOf(d *iomtv1.MedicalDevice) Quarantine {
+// QuarantineOf decides a device's quarantine in the segment that holds it
+// (nil when none does): what people asked for by annotation first, then
+// known vulnerable firmware where the segment restricts it.
+func QuarantineOf(d *iomtv1.MedicalDevice, seg *iomtv1.SegmentPolicy) Quarantine {
+	if q, ok := manualQuarantine(d); ok {
+		return q
+	}
+	if v := d.Status.Vulnerability; v != nil && v.State == iomtv1.VulnerabilityKnownAffected &&
+		v.RiskAcceptedBy == "" && VulnerableFirmwareOf(seg) == iomtv1.VulnerableRestrict {
+		return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonKnownVulnerable,
+			Message: fmt.Sprintf("firmware %s is affected by %d advisories and segment %s restricts "+
+				"such devices; restricted until the firmware changes or a person accepts the risk",
+				v.FirmwareVersion, v.AdvisoryCount, seg.Name)}
+	}
+	return Quarantine{State: iomtv1.QuarantineNone, Reason: iomtv1.ReasonHealthy,
+		Message: "nothing quarantines this device"}
+}
+
+// VulnerableFirmwareOf returns what the segment does with known vulnerable
+// members, Report when unset.
+func VulnerableFirmwareOf(seg *iomtv1.SegmentPolicy) iomtv1.VulnerableFirmwareAction {
+	if seg == nil || seg.Spec.Quarantine == nil || seg.Spec.Quarantine.VulnerableFirmware == "" {
+		return iomtv1.VulnerableReport
+	}
+	return seg.Spec.Quarantine.VulnerableFirmware
+}
+
+// manualQuarantine reads the quarantine annotation. A LifeSustaining device
+// is isolated only when a person approved it; otherwise it is restricted,
+// so it keeps its essential flows. A value the operator does not know is
+// taken as Restrict: asking for a quarantine never leaves a device more
+// open than before.
+func manualQuarantine(d *iomtv1.MedicalDevice) (Quarantine, bool) {
 	asked, ok := d.Annotations[iomtv1.QuarantineAnnotation]
 	if !ok {
-		return Quarantine{State: iomtv1.QuarantineNone, Reason: iomtv1.ReasonHealthy,
-			Message: "nothing quarantines this device"}
+		return Quarantine{}, false
 	}
 
 	switch asked {
@@ -31,17 +57,18 @@ func QuarantineOf(d *iomtv1.MedicalDevice) Quarantine {
 			d.Annotations[iomtv1.IsolationApprovedByAnnotation] == "" {
 			return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonIsolationNotApproved,
 				Message: fmt.Sprintf("isolation of a LifeSustaining device needs the %s annotation; "+
-					"restricted to essential and remediation flows instead", iomtv1.IsolationApprovedByAnnotation)}
+					"restricted to essential and remediation flows instead",
+					iomtv1.IsolationApprovedByAnnotation)}, true
 		}
 		return Quarantine{State: iomtv1.QuarantineIsolated, Reason: iomtv1.ReasonManual,
-			Message: "isolated by annotation: only remediation flows remain"}
+			Message: "isolated by annotation: only remediation flows remain"}, true
 	case "Restrict":
 		return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonManual,
-			Message: "restricted by annotation: only essential and remediation flows remain"}
+			Message: "restricted by annotation: only essential and remediation flows remain"}, true
 	default:
 		return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonManual,
 			Message: fmt.Sprintf("%s=%q is neither Restrict nor Isolate; taken as Restrict",
-				iomtv1.QuarantineAnnotation, asked)}
+				iomtv1.QuarantineAnnotation, asked)}, true
 	}
 }
 

@@ -10,6 +10,51 @@ import (
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 )
 
+func TestQuarantineOfVulnerableFirmware(t *testing.T) {
+	restricts := seg("icu", "pumps", iomtv1.ClassInfusionPump)
+	restricts.Spec.Quarantine = &iomtv1.QuarantinePolicy{VulnerableFirmware: iomtv1.VulnerableRestrict}
+	reports := seg("icu", "pumps", iomtv1.ClassInfusionPump)
+	known := &iomtv1.VulnerabilityStatus{State: iomtv1.VulnerabilityKnownAffected, FirmwareVersion: "9.19"}
+	accepted := known.DeepCopy()
+	accepted.RiskAcceptedBy = "ciso"
+	review := &iomtv1.VulnerabilityStatus{State: iomtv1.VulnerabilityNeedsReview}
+
+	tests := []struct {
+		name   string
+		seg    *iomtv1.SegmentPolicy
+		vuln   *iomtv1.VulnerabilityStatus
+		manual string
+		state  iomtv1.QuarantineState
+		reason string
+	}{
+		{"known affected firmware is restricted where the segment restricts it", &restricts, known, "",
+			iomtv1.QuarantineRestricted, iomtv1.ReasonKnownVulnerable},
+		{"known affected firmware is only reported where the segment reports", &reports, known, "",
+			iomtv1.QuarantineNone, iomtv1.ReasonHealthy},
+		{"known affected firmware outside any segment is not quarantined", nil, known, "",
+			iomtv1.QuarantineNone, iomtv1.ReasonHealthy},
+		{"an accepted risk releases the device", &restricts, accepted, "",
+			iomtv1.QuarantineNone, iomtv1.ReasonHealthy},
+		{"an advisory that needs review does not restrict", &restricts, review, "",
+			iomtv1.QuarantineNone, iomtv1.ReasonHealthy},
+		{"a person's isolation outranks the vulnerability", &restricts, known, "Isolate",
+			iomtv1.QuarantineIsolated, iomtv1.ReasonManual},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := dev("icu", "d", iomtv1.ClassInfusionPump, nil)
+			d.Status.Vulnerability = tt.vuln
+			if tt.manual != "" {
+				d.Annotations = map[string]string{iomtv1.QuarantineAnnotation: tt.manual}
+			}
+			q := QuarantineOf(&d, tt.seg)
+			if q.State != tt.state || q.Reason != tt.reason {
+				t.Fatalf("QuarantineOf() = %+v, want %s/%s", q, tt.state, tt.reason)
+			}
+		})
+	}
+}
+
 func TestQuarantineOf(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -47,7 +92,7 @@ func TestQuarantineOf(t *testing.T) {
 			d := dev("icu", "d", iomtv1.ClassInfusionPump, nil)
 			d.Spec.Criticality = tt.criticality
 			d.Annotations = tt.annotations
-			q := QuarantineOf(&d)
+			q := QuarantineOf(&d, nil)
 			if q.State != tt.state || q.Reason != tt.reason || q.Message == "" {
 				t.Fatalf("QuarantineOf() = %+v, want %s/%s", q, tt.state, tt.reason)
 			}
