@@ -109,6 +109,25 @@ var _ = Describe("SegmentPolicy controller", func() {
 		})
 	})
 
+	Context("when a device joins a segment whose flow names a segment elsewhere", func() {
+		It("should update the mirrored side in the other namespace", func(ctx context.Context) {
+			core := newNamespace(ctx)
+			Expect(k8s.Create(ctx, device(core, "gw").class(iomtv1.ClassOther).build())).To(Succeed())
+			Expect(k8s.Create(ctx, segmentPolicy(core, "ehr").classes(iomtv1.ClassOther).build())).To(Succeed())
+			Expect(k8s.Create(ctx, device(ns, "pump-1").build())).To(Succeed())
+			Expect(k8s.Create(ctx, segmentPolicy(ns, "pumps").classes(iomtv1.ClassInfusionPump).
+				flow(egress("ehr", toSegment(core, "ehr"), named(iomtv1.ProtocolHL7MLLP))).build())).To(Succeed())
+			mirrored := func(names ...string) OmegaMatcher {
+				return HaveField("Spec.Ingress", ConsistOf(HaveField("From", ContainElement(HaveField(
+					"PodSelector.MatchExpressions", ConsistOf(HaveField("Values", ConsistOf(names))))))))
+			}
+			Eventually(policy(ctx, core, "iomt-segment-ehr")).Should(mirrored("pump-1"))
+
+			Expect(k8s.Create(ctx, device(ns, "pump-2").build())).To(Succeed())
+			Eventually(policy(ctx, core, "iomt-segment-ehr")).Should(mirrored("pump-1", "pump-2"))
+		})
+	})
+
 	Context("when two segments select the same device", func() {
 		It("should report Conflict on both and keep the device out of both", func(ctx context.Context) {
 			Expect(k8s.Create(ctx, device(ns, "pump-1").label("ward", "3").build())).To(Succeed())

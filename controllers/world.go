@@ -67,21 +67,40 @@ func loadWorld(ctx context.Context, c client.Reader, namespaces ...string) (segm
 }
 
 // relatedSegments lists the segments whose policies may change when
-// something in namespace ns changes: those in ns, and those elsewhere whose
-// flows name a segment in ns.
+// something in namespace ns changes: those in ns, those elsewhere whose flows
+// name a segment in ns (they hold ns's members as peers), and those that
+// segments in ns name (they hold the mirrored side of ns's flows).
 func relatedSegments(ctx context.Context, c client.Reader, ns string) ([]client.ObjectKey, error) {
-	var local, remote iomtv1.SegmentPolicyList
+	var local, naming iomtv1.SegmentPolicyList
 	if err := c.List(ctx, &local, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("failed to list SegmentPolicies in %s: %w", ns, err)
 	}
-	if err := c.List(ctx, &remote, client.MatchingFields{peerNamespaceIndex: ns},
+	if err := c.List(ctx, &naming, client.MatchingFields{peerNamespaceIndex: ns},
 		client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("failed to list SegmentPolicies that name %s: %w", ns, err)
 	}
+	found := append(local.Items, naming.Items...)
+
+	named := map[string]bool{}
+	for i := range local.Items {
+		for _, other := range peerNamespaces(&local.Items[i]) {
+			if other != ns {
+				named[other] = true
+			}
+		}
+	}
+	for other := range named {
+		var there iomtv1.SegmentPolicyList
+		if err := c.List(ctx, &there, client.InNamespace(other), client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("failed to list SegmentPolicies in %s: %w", other, err)
+		}
+		found = append(found, there.Items...)
+	}
+
 	seen := map[client.ObjectKey]bool{}
 	var keys []client.ObjectKey
-	for _, s := range append(local.Items, remote.Items...) {
-		k := client.ObjectKeyFromObject(&s)
+	for i := range found {
+		k := client.ObjectKeyFromObject(&found[i])
 		if !seen[k] {
 			seen[k] = true
 			keys = append(keys, k)

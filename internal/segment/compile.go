@@ -215,14 +215,12 @@ func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy) []string {
 
 // mirroredFlows adds the other side of every flow that an enforcing segment
 // states towards this one: its egress becomes ingress here, and the reverse.
+// A segment's flow to itself is mirrored too, so its members can both send
+// and receive it.
 func (b *rules) mirroredFlows(m *Membership, seg *iomtv1.SegmentPolicy) {
 	for _, k := range m.segmentKeys() {
 		other, oms := m.Segment(k)
 		if EnforcementOf(other) != iomtv1.EnforcementEnforce || oms.Invalid != "" {
-			continue
-		}
-		if k.Namespace == seg.Namespace && k.Name == seg.Name {
-			// A segment's flow to itself is already written as its own.
 			continue
 		}
 		for _, f := range flowsOf(other) {

@@ -319,6 +319,22 @@ func TestCompile(t *testing.T) {
 			t.Fatalf("vents policy: %+v", p)
 		}
 	})
+	t.Run("a flow to the segment itself is open both ways between members", func(t *testing.T) {
+		mon := seg("icu", "monitors", iomtv1.ClassPatientMonitor)
+		mon.Spec.Flows = []iomtv1.Flow{flow("peers", iomtv1.DirectionEgress, segRef("", "monitors"),
+			iomtv1.ProtocolPort{Name: iomtv1.ProtocolSDC})}
+		m := Resolve(World{Segments: []iomtv1.SegmentPolicy{mon},
+			Devices: []iomtv1.MedicalDevice{dev("icu", "mon-1", iomtv1.ClassPatientMonitor, nil)}})
+		res, err := Compile(m, types.NamespacedName{Namespace: "icu", Name: "monitors"}, DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		np := res.Policies[0]
+		if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 2 ||
+			np.Spec.Ingress[0].From[0].PodSelector.MatchExpressions[0].Values[0] != "mon-1" {
+			t.Fatalf("ingress from own members: %+v", np.Spec.Ingress)
+		}
+	})
 	t.Run("an Observe segment's statements are not mirrored", func(t *testing.T) {
 		obs := pumps.DeepCopy()
 		obs.Spec.Enforcement = iomtv1.EnforcementObserve
