@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/medinaii/iomt-operator/controllers"
 	"github.com/medinaii/iomt-operator/internal/segment"
 	"github.com/medinaii/iomt-operator/test/clinic"
 )
@@ -104,11 +105,22 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	}()
 	fmt.Fprintf(out, "%-14s running in this process (metrics and probes off)\n", "Operator")
 
+	docs, maps, err := clinic.LoadAdvisories(ctx, c, filepath.Join(root, "config", "samples", "advisories"),
+		controllers.DefaultNamespace)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%-14s %d real CSAF advisories (CISA ICSMA) in %d ConfigMaps in %s\n", "Advisories",
+		docs, maps, controllers.DefaultNamespace)
+
 	namespaces, err := loadClinic(ctx, c, filepath.Join(root, "config", "samples"), out)
 	if err != nil {
 		return err
 	}
 	if err := report(ctx, c, namespaces, out); err != nil {
+		return err
+	}
+	if err := quarantineByHand(ctx, c, namespaces, out); err != nil {
 		return err
 	}
 
@@ -153,18 +165,38 @@ func loadClinic(ctx context.Context, c client.Client, samples string,
 	fmt.Fprintf(out, "%-14s every SegmentPolicy and MedicalDevice reconciled in %s\n", "Converged",
 		time.Since(waitStart).Round(10*time.Millisecond))
 
-	stale, err := clinic.StalePolicies(ctx, c, namespaces, segment.DefaultConfig())
-	if err != nil {
+	if err := waitUpToDate(ctx, c, namespaces, out); err != nil {
 		return nil, err
 	}
-	if len(stale) == 0 {
-		fmt.Fprintf(out, "%-14s every segment's NetworkPolicies match its current members and flows\n",
-			"Up to date")
-	}
-	for _, s := range stale {
-		fmt.Fprintf(out, "%-14s %s\n", "WARNING", s)
-	}
 	return namespaces, nil
+}
+
+// waitUpToDate waits, bounded, until every segment's policies match its
+// members: quarantines that follow from device status take a second round.
+func waitUpToDate(ctx context.Context, c client.Client, namespaces []string, out io.Writer) error {
+	deadline := time.Now().Add(convergeTimeout)
+	for {
+		stale, err := clinic.StalePolicies(ctx, c, namespaces, segment.DefaultConfig())
+		if err != nil {
+			return err
+		}
+		if len(stale) == 0 {
+			fmt.Fprintf(out, "%-14s every segment's NetworkPolicies match its current members and flows\n",
+				"Up to date")
+			return nil
+		}
+		if time.Now().After(deadline) {
+			for _, s := range stale {
+				fmt.Fprintf(out, "%-14s %s\n", "WARNING", s)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // report prints the segments, the devices and the flow table.
@@ -179,6 +211,12 @@ func report(ctx context.Context, c client.Client, namespaces []string, out io.Wr
 	}
 	fmt.Fprintln(out, "\nDevices")
 	if err := summary.WriteDevices(out); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(out, "\nSecurity advisories: what they say about each device's firmware and what the "+
+		"operator did")
+	if err := clinic.WriteVulnerabilities(ctx, c, namespaces, out); err != nil {
 		return err
 	}
 

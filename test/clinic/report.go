@@ -38,6 +38,8 @@ type DeviceSummary struct {
 	Segment     string
 	// Segmented is "<status>/<reason>" of the Segmented condition.
 	Segmented string
+	// Quarantine is the quarantine state and its reason, "None" when free.
+	Quarantine string
 }
 
 // Summary is the operator's view of a clinic, read from status.
@@ -84,6 +86,7 @@ func Summarize(ctx context.Context, c client.Reader, namespaces []string) (*Summ
 				Criticality: string(d.Spec.Criticality),
 				Segment:     d.Status.Segment,
 				Segmented:   condition(d.Status.Conditions, iomtv1.ConditionSegmented),
+				Quarantine:  quarantine(d.Status.Quarantine),
 			})
 		}
 	}
@@ -124,15 +127,25 @@ func (s *Summary) WriteSegments(w io.Writer) error {
 // WriteDevices prints one line per device.
 func (s *Summary) WriteDevices(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tDEVICE\tCLASS\tCRITICALITY\tSEGMENT\tSEGMENTED")
+	fmt.Fprintln(tw, "NAMESPACE\tDEVICE\tCLASS\tCRITICALITY\tSEGMENT\tSEGMENTED\tQUARANTINE")
 	for _, d := range s.Devices {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Namespace, d.Name, d.Class, d.Criticality,
-			orDash(d.Segment), d.Segmented)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Namespace, d.Name, d.Class, d.Criticality,
+			orDash(d.Segment), d.Segmented, d.Quarantine)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("failed to write the device summary: %w", err)
 	}
 	return nil
+}
+
+func quarantine(q *iomtv1.QuarantineStatus) string {
+	if q == nil {
+		return "-"
+	}
+	if q.State == iomtv1.QuarantineNone {
+		return string(q.State)
+	}
+	return string(q.State) + "/" + q.Reason
 }
 
 func orDash(s string) string {
