@@ -9,12 +9,14 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 	"github.com/medinaii/iomt-operator/internal/advisory"
+	"github.com/medinaii/iomt-operator/internal/conditions"
 )
 
 // AdvisoryStore keeps the advisories of the labelled ConfigMaps in the
@@ -200,4 +202,41 @@ func covers(accepted, needed []string) bool {
 		}
 	}
 	return true
+}
+
+// setVulnerable sets the Vulnerable condition from the vulnerability.
+func setVulnerable(st *iomtv1.MedicalDeviceStatus, gen int64) {
+	v := st.Vulnerability
+	set := func(s metav1.ConditionStatus, reason, msg string) {
+		conditions.Set(&st.Conditions, gen, iomtv1.ConditionVulnerable, s, reason, msg)
+	}
+	switch {
+	case v.State == iomtv1.VulnerabilityKnownAffected:
+		msg := fmt.Sprintf("firmware %s is affected according to %s", v.FirmwareVersion,
+			advisoryIDs(v, iomtv1.VulnerabilityKnownAffected))
+		if v.RiskAcceptedBy != "" {
+			msg += "; risk accepted by " + v.RiskAcceptedBy
+		}
+		set(metav1.ConditionTrue, iomtv1.ReasonKnownAffected, msg)
+	case v.State == iomtv1.VulnerabilityNeedsReview:
+		set(metav1.ConditionUnknown, iomtv1.ReasonNeedsReview, fmt.Sprintf(
+			"a person must review %s for firmware %q", advisoryIDs(v, iomtv1.VulnerabilityNeedsReview),
+			v.FirmwareVersion))
+	case v.Documents == 0:
+		set(metav1.ConditionFalse, iomtv1.ReasonNoKnownAdvisory, fmt.Sprintf("no advisories are loaded; "+
+			"put CSAF documents in ConfigMaps labelled %s in the operator's namespace", iomtv1.AdvisoriesLabel))
+	default:
+		set(metav1.ConditionFalse, iomtv1.ReasonNoKnownAdvisory,
+			fmt.Sprintf("none of %d advisories concerns firmware %q", v.Documents, v.FirmwareVersion))
+	}
+}
+
+func advisoryIDs(v *iomtv1.VulnerabilityStatus, state iomtv1.VulnerabilityState) string {
+	var ids []string
+	for _, a := range v.Advisories {
+		if a.Status == state {
+			ids = append(ids, a.ID)
+		}
+	}
+	return truncList(ids)
 }

@@ -19,10 +19,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 	"github.com/medinaii/iomt-operator/internal/conditions"
 	"github.com/medinaii/iomt-operator/internal/segment"
+	"github.com/medinaii/iomt-operator/internal/verification"
 )
 
 // MedicalDeviceReconciler records in each device's status which segment
@@ -32,6 +34,8 @@ type MedicalDeviceReconciler struct {
 	Recorder events.EventRecorder
 	// Advisories are matched against each device's firmware.
 	Advisories *AdvisoryStore
+	// Reports holds what verifiers reported.
+	Reports *Reports
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -43,51 +47,19 @@ func (r *MedicalDeviceReconciler) now() time.Time {
 	return time.Now()
 }
 
-// setVulnerable sets the Vulnerable condition from the vulnerability.
-func setVulnerable(st *iomtv1.MedicalDeviceStatus, gen int64) {
-	v := st.Vulnerability
-	set := func(s metav1.ConditionStatus, reason, msg string) {
-		conditions.Set(&st.Conditions, gen, iomtv1.ConditionVulnerable, s, reason, msg)
-	}
-	switch {
-	case v.State == iomtv1.VulnerabilityKnownAffected:
-		msg := fmt.Sprintf("firmware %s is affected according to %s", v.FirmwareVersion,
-			advisoryIDs(v, iomtv1.VulnerabilityKnownAffected))
-		if v.RiskAcceptedBy != "" {
-			msg += "; risk accepted by " + v.RiskAcceptedBy
-		}
-		set(metav1.ConditionTrue, iomtv1.ReasonKnownAffected, msg)
-	case v.State == iomtv1.VulnerabilityNeedsReview:
-		set(metav1.ConditionUnknown, iomtv1.ReasonNeedsReview, fmt.Sprintf(
-			"a person must review %s for firmware %q", advisoryIDs(v, iomtv1.VulnerabilityNeedsReview),
-			v.FirmwareVersion))
-	case v.Documents == 0:
-		set(metav1.ConditionFalse, iomtv1.ReasonNoKnownAdvisory, fmt.Sprintf("no advisories are loaded; "+
-			"put CSAF documents in ConfigMaps labelled %s in the operator's namespace", iomtv1.AdvisoriesLabel))
-	default:
-		set(metav1.ConditionFalse, iomtv1.ReasonNoKnownAdvisory,
-			fmt.Sprintf("none of %d advisories concerns firmware %q", v.Documents, v.FirmwareVersion))
-	}
-}
-
-func advisoryIDs(v *iomtv1.VulnerabilityStatus, state iomtv1.VulnerabilityState) string {
-	var ids []string
-	for _, a := range v.Advisories {
-		if a.Status == state {
-			ids = append(ids, a.ID)
-		}
-	}
-	return truncList(ids)
-}
-
 // setQuarantine records the quarantine, keeping since while the state
 // stays the same.
-func setQuarantine(st *iomtv1.MedicalDeviceStatus, q segment.Quarantine, now time.Time) {
+func setQuarantine(st *iomtv1.MedicalDeviceStatus, gen int64, q segment.Quarantine, now time.Time) {
 	since := metav1.NewTime(now.Truncate(time.Second))
 	if st.Quarantine != nil && st.Quarantine.State == q.State && st.Quarantine.Since != nil {
 		since = *st.Quarantine.Since
 	}
 	st.Quarantine = &iomtv1.QuarantineStatus{State: q.State, Reason: q.Reason, Message: q.Message, Since: &since}
+	status := metav1.ConditionFalse
+	if q.State != iomtv1.QuarantineNone {
+		status = metav1.ConditionTrue
+	}
+	conditions.Set(&st.Conditions, gen, iomtv1.ConditionQuarantined, status, q.Reason, q.Message)
 }
 
 // +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices,verbs=get;list;watch
@@ -100,6 +72,7 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Get(ctx, req.NamespacedName, &dev); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetDeviceMetrics(req.Namespace, req.Name)
+			r.Reports.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("failed to read MedicalDevice: %w", err)
@@ -120,45 +93,60 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, err
 	}
 
+	now := r.now()
 	st := dev.Status.DeepCopy()
 	st.ObservedGeneration = dev.Generation
-	st.Segment = a.Segment
-	segmented := metav1.ConditionFalse
-	if a.Enforced {
-		segmented = metav1.ConditionTrue
-	}
-	conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionSegmented, segmented, a.Reason, a.Message)
+	setSegmented(st, dev.Generation, a)
 
 	st.Vulnerability = vulnerabilityOf(&dev, docs)
 	setVulnerable(st, dev.Generation)
-	recordVulnerabilityMetrics(&dev, st.Vulnerability)
 
-	// Quarantine follows the vulnerability just computed, not the one the
-	// cache last saw.
-	now := dev.DeepCopy()
-	now.Status = *st
-	q := segment.QuarantineOf(now, seg)
-	setQuarantine(st, q, r.now())
-	quarantined := metav1.ConditionFalse
-	if q.State != iomtv1.QuarantineNone {
-		quarantined = metav1.ConditionTrue
+	settings := verification.SettingsOf(&dev, seg)
+	rec := r.Reports.fold(&dev, settings, now)
+	st.Verification = rec.Status(dev.Status.Verification, settings)
+	setVerified(st, dev.Generation)
+
+	// Quarantine follows the status just computed, not the one the cache
+	// last saw.
+	current := dev.DeepCopy()
+	current.Status = *st
+	setQuarantine(st, dev.Generation, segment.QuarantineOf(current, seg), now)
+	setReady(st, dev.Generation)
+	recordDeviceMetrics(&dev, st)
+
+	if err := r.patchStatus(ctx, &dev, st); err != nil {
+		return ctrl.Result{}, err
 	}
-	conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionQuarantined, quarantined, q.Reason, q.Message)
+	return ctrl.Result{RequeueAfter: rec.NextCheck(now, settings)}, nil
+}
 
+// setSegmented records where the device stands among the segments.
+func setSegmented(st *iomtv1.MedicalDeviceStatus, gen int64, a segment.Assignment) {
+	st.Segment = a.Segment
+	status := metav1.ConditionFalse
+	if a.Enforced {
+		status = metav1.ConditionTrue
+	}
+	conditions.Set(&st.Conditions, gen, iomtv1.ConditionSegmented, status, a.Reason, a.Message)
+}
+
+// setReady sums up: Ready when the device is segmented, verification has
+// not failed and nothing quarantines it.
+func setReady(st *iomtv1.MedicalDeviceStatus, gen int64) {
+	set := func(s metav1.ConditionStatus, reason, msg string) {
+		conditions.Set(&st.Conditions, gen, iomtv1.ConditionReady, s, reason, msg)
+	}
+	seg := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionSegmented)
 	switch {
-	case !a.Enforced:
-		conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, metav1.ConditionFalse,
-			a.Reason, a.Message)
-	case quarantined == metav1.ConditionTrue:
-		conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, metav1.ConditionFalse,
-			iomtv1.ReasonQuarantined, q.Message)
+	case seg.Status != metav1.ConditionTrue:
+		set(metav1.ConditionFalse, seg.Reason, seg.Message)
+	case st.Quarantine.State != iomtv1.QuarantineNone:
+		set(metav1.ConditionFalse, iomtv1.ReasonQuarantined, st.Quarantine.Message)
+	case st.Verification.State == iomtv1.VerificationFailed:
+		set(metav1.ConditionFalse, iomtv1.ReasonVerificationFailed, st.Verification.Message)
 	default:
-		conditions.Set(&st.Conditions, dev.Generation, iomtv1.ConditionReady, metav1.ConditionTrue,
-			a.Reason, a.Message)
+		set(metav1.ConditionTrue, seg.Reason, seg.Message)
 	}
-	recordDeviceMetrics(&dev, string(segmented), string(q.State))
-
-	return ctrl.Result{}, r.patchStatus(ctx, &dev, st)
 }
 
 func (r *MedicalDeviceReconciler) patchStatus(ctx context.Context, dev *iomtv1.MedicalDevice,
@@ -193,13 +181,25 @@ func (r *MedicalDeviceReconciler) patchStatus(ctx context.Context, dev *iomtv1.M
 			r.Recorder.Eventf(dev, nil, typ, c.Reason, "MatchAdvisories", "%s", c.Message)
 		}
 	}
+	if conditions.Changed(before.Status.Conditions, st.Conditions, iomtv1.ConditionVerified) {
+		c := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionVerified)
+		switch {
+		case c.Reason == iomtv1.ReasonVerificationFailed:
+			r.Recorder.Eventf(dev, nil, corev1.EventTypeWarning, c.Reason, "Verify", "%s", c.Message)
+		case before.Status.Verification != nil &&
+			before.Status.Verification.State == iomtv1.VerificationFailed:
+			r.Recorder.Eventf(dev, nil, corev1.EventTypeNormal, iomtv1.ReasonReleased, "Release",
+				"released from a failed verification with %q", st.Verification.ReleasedWith)
+		}
+	}
 	if conditions.Changed(before.Status.Conditions, st.Conditions, iomtv1.ConditionQuarantined) {
 		c := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionQuarantined)
 		newDevice := meta.FindStatusCondition(before.Status.Conditions, iomtv1.ConditionQuarantined) == nil
 		if c.Status == metav1.ConditionTrue || !newDevice {
-			typ := "Normal"
+			typ := corev1.EventTypeNormal
 			if c.Status == metav1.ConditionTrue {
-				typ = "Warning"
+				typ = corev1.EventTypeWarning
+				quarantineTransitions.WithLabelValues(string(st.Quarantine.State), c.Reason).Inc()
 			}
 			r.Recorder.Eventf(dev, nil, typ, c.Reason, "Quarantine", "%s", c.Message)
 			log.FromContext(ctx).Info("Device quarantine changed", "state", st.Quarantine.State,
@@ -216,6 +216,7 @@ func (r *MedicalDeviceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("medicaldevice").
 		For(&iomtv1.MedicalDevice{}).
+		WatchesRawSource(source.Channel(r.Reports.Events, &handler.EnqueueRequestForObject{})).
 		Watches(&iomtv1.SegmentPolicy{}, handler.EnqueueRequestsFromMapFunc(r.devicesOf), specChanged).
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.allDevices),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {

@@ -38,15 +38,26 @@ var (
 		Help: "One per MedicalDevice, labelled with what the advisories say about its firmware.",
 	}, []string{"namespace", "device", "state", "risk_accepted"})
 
+	reportsReceived = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "iomt_attestation_reports_total",
+		Help: "Verifier reports the attestation endpoint accepted.",
+	})
+
+	quarantineTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "iomt_quarantine_transitions_total",
+		Help: "Devices entering a quarantine state, by state and reason.",
+	}, []string{"state", "reason"})
+
 	deviceInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "iomt_device_info",
-		Help: "One per MedicalDevice, labelled with its class, criticality, segment and quarantine state.",
-	}, []string{"namespace", "device", "class", "criticality", "segmented", "quarantine"})
+		Help: "One per MedicalDevice, labelled with its class, criticality, segment, " +
+			"verification and quarantine state.",
+	}, []string{"namespace", "device", "class", "criticality", "segmented", "verification", "quarantine"})
 )
 
 func init() {
 	metrics.Registry.MustRegister(segmentMembers, segmentConflicts, segmentInfo, deviceInfo,
-		advisoryDocuments, deviceVulnerability)
+		advisoryDocuments, deviceVulnerability, reportsReceived, quarantineTransitions)
 }
 
 func recordSegmentMetrics(seg *iomtv1.SegmentPolicy, st *iomtv1.SegmentPolicyStatus) {
@@ -64,10 +75,11 @@ func forgetSegmentMetrics(namespace, name string) {
 	segmentInfo.DeletePartialMatch(labels)
 }
 
-func recordDeviceMetrics(d *iomtv1.MedicalDevice, segmented, quarantine string) {
+func recordDeviceMetrics(d *iomtv1.MedicalDevice, st *iomtv1.MedicalDeviceStatus) {
 	deviceInfo.DeletePartialMatch(prometheus.Labels{"namespace": d.Namespace, "device": d.Name})
 	deviceInfo.WithLabelValues(d.Namespace, d.Name, string(d.Spec.Class), string(d.Spec.Criticality),
-		segmented, quarantine).Set(1)
+		string(conditions.Status(st.Conditions, iomtv1.ConditionSegmented)), string(st.Verification.State),
+		string(st.Quarantine.State)).Set(1)
 }
 
 func recordVulnerabilityMetrics(d *iomtv1.MedicalDevice, v *iomtv1.VulnerabilityStatus) {

@@ -241,7 +241,7 @@ func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		predicate.LabelChangedPredicate{}))
 	deviceChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 		predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
-		vulnerabilityChanged()))
+		quarantineInputsChanged()))
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("segmentpolicy").
 		For(&iomtv1.SegmentPolicy{}).
@@ -251,22 +251,27 @@ func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Complete(r)
 }
 
-// vulnerabilityChanged passes device updates that change what the segment's
-// quarantine depends on in the device's status.
-func vulnerabilityChanged() predicate.Predicate {
+// quarantineInputsChanged passes device updates that change what the
+// segment's quarantine depends on in the device's status: vulnerability and
+// verification.
+func quarantineInputsChanged() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		o, ok1 := e.ObjectOld.(*iomtv1.MedicalDevice)
 		n, ok2 := e.ObjectNew.(*iomtv1.MedicalDevice)
 		if !ok1 || !ok2 {
 			return false
 		}
-		key := func(v *iomtv1.VulnerabilityStatus) string {
-			if v == nil {
-				return ""
+		key := func(st iomtv1.MedicalDeviceStatus) string {
+			var k string
+			if v := st.Vulnerability; v != nil {
+				k = string(v.State) + "/" + v.RiskAcceptedBy
 			}
-			return string(v.State) + "/" + v.RiskAcceptedBy
+			if v := st.Verification; v != nil {
+				k += "/" + string(v.State)
+			}
+			return k
 		}
-		return key(o.Status.Vulnerability) != key(n.Status.Vulnerability)
+		return key(o.Status) != key(n.Status)
 	}}
 }
 

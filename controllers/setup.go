@@ -24,6 +24,9 @@ type Options struct {
 	// Namespace is the operator's own namespace, where it reads advisory
 	// ConfigMaps; DefaultNamespace when empty.
 	Namespace string
+	// Reports receives what verifiers report through the attestation
+	// endpoint; a new, unconnected store when nil.
+	Reports *Reports
 }
 
 // DefaultNamespace is the operator's namespace when none is given.
@@ -81,10 +84,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	reports := opts.Reports
+	if reports == nil {
+		reports = NewReports()
+	}
 	if err := (&MedicalDeviceReconciler{
 		Client:     mgr.GetClient(),
 		Recorder:   recorder,
 		Advisories: &AdvisoryStore{Namespace: opts.namespace(), Recorder: recorder},
+		Reports:    reports,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

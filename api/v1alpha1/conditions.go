@@ -86,3 +86,22 @@ const (
 	// affected firmware.
 	ReasonKnownVulnerable = "KnownVulnerable"
 )
+
+// ConditionVerified is True on a MedicalDevice whose verifier's last report
+// passed, Unknown while none has arrived.
+const ConditionVerified = "Verified"
+
+// Verification reasons.
+const (
+	// ReasonVerificationPending: no report has arrived yet.
+	ReasonVerificationPending = "VerificationPending"
+	// ReasonVerificationPassed: the last report passed every check.
+	ReasonVerificationPassed = "VerificationPassed"
+	// ReasonVerificationFailing: recent reports failed or are missing.
+	ReasonVerificationFailing = "VerificationFailing"
+	// ReasonVerificationFailed: the failure threshold was reached.
+	ReasonVerificationFailed = "VerificationFailed"
+	// ReasonReleased: a person or enough passing reports released the
+	// device from a failed verification.
+	ReasonReleased = "Released"
+)

@@ -19,6 +19,67 @@ const (
 // IdentitySecretName returns the name of a device's identity Secret.
 func IdentitySecretName(device string) string { return device + IdentitySecretSuffix }
 
+// The operator's certificate authority.
+const (
+	// CASecretName is the Secret in the operator's namespace that holds the
+	// operator's CA: the key pair that signs now under tls.crt and tls.key,
+	// and every CA currently trusted under ca.crt.
+	CASecretName = "iomt-ca"
+	// RotateCAAnnotation on the CA Secret asks for a CA rotation: set it to
+	// any value it has not had before (a date, a ticket number). The
+	// operator adds the new CA to every trust bundle, then signs with it
+	// and re-issues every certificate, then drops the old CA once no
+	// certificate it signed is still valid.
+	RotateCAAnnotation = "iomt.medinaii.io/rotate-ca"
+)
+
+// Choosing who signs device certificates, per namespace.
+const (
+	// IssuerLabel on a Namespace chooses who signs its devices'
+	// certificates: "operator" (the operator's own CA) or "cert-manager".
+	// When left out, or set to anything else, the operator's default is
+	// used (its own CA unless started with cert-manager as the default).
+	IssuerLabel = "iomt.medinaii.io/issuer"
+	// IssuerOperator is IssuerLabel's value for the operator's own CA.
+	IssuerOperator = "operator"
+	// IssuerCertManager is IssuerLabel's value for cert-manager.
+	IssuerCertManager = "cert-manager"
+	// IssuerNameAnnotation on a Namespace names the cert-manager Issuer or
+	// ClusterIssuer that signs its devices' certificates, overriding the
+	// operator's default issuer.
+	IssuerNameAnnotation = "iomt.medinaii.io/issuer-name"
+	// IssuerKindAnnotation on a Namespace is Issuer or ClusterIssuer. When
+	// left out, the operator's default kind is used.
+	IssuerKindAnnotation = "iomt.medinaii.io/issuer-kind"
+	// IssuerGroupAnnotation on a Namespace is the API group of an external
+	// cert-manager issuer. When left out, cert-manager.io.
+	IssuerGroupAnnotation = "iomt.medinaii.io/issuer-group"
+)
+
+// IdentityIssued reasons. Events use the same words.
+const (
+	// ReasonIssued: the device holds a valid certificate, issued for its
+	// current spec.
+	ReasonIssued = "Issued"
+	// ReasonRenewed: the certificate was replaced before it expired.
+	ReasonRenewed = "Renewed"
+	// ReasonRotated: the certificate was re-issued by a new CA during a CA
+	// rotation.
+	ReasonRotated = "Rotated"
+	// ReasonIssueFailed: signing or storing the certificate failed.
+	ReasonIssueFailed = "IssueFailed"
+	// ReasonSecretConflict: a Secret with the identity Secret's name exists
+	// and belongs to someone else; the operator leaves it alone.
+	ReasonSecretConflict = "SecretConflict"
+	// ReasonCertificatePending: cert-manager has not yet written a valid
+	// certificate for the device.
+	ReasonCertificatePending = "CertificatePending"
+	// ReasonCertManagerMissing: the namespace asks for cert-manager, but
+	// cert-manager's Certificate kind was not installed when the operator
+	// started.
+	ReasonCertManagerMissing = "CertManagerMissing"
+)
+
 // DeviceIdentity asks for details of the device's certificate.
 type DeviceIdentity struct {
 	// dnsNames are extra DNS names for the certificate, besides its SPIFFE

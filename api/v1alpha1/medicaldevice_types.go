@@ -96,6 +96,12 @@ type MedicalDeviceSpec struct {
 	// +optional
 	Workload *Workload `json:"workload,omitempty"`
 
+	// verification says how the verifier sidecar keeps checking the device.
+	// When left out, checks run every 30s and 3 failed or missing reports
+	// in a row count as a failed verification.
+	// +optional
+	Verification *Verification `json:"verification,omitempty"`
+
 	// identity adjusts the device's certificate. When left out, the device
 	// gets a certificate with its SPIFFE ID and the default lifetime.
 	// +optional
@@ -151,6 +157,10 @@ type MedicalDeviceStatus struct {
 	// quarantine is the device's quarantine as enforced now.
 	// +optional
 	Quarantine *QuarantineStatus `json:"quarantine,omitempty"`
+
+	// verification is what the verifier sidecar last reported.
+	// +optional
+	Verification *VerificationStatus `json:"verification,omitempty"`
 
 	// vulnerability is what the security advisories say about the device's
 	// firmware.

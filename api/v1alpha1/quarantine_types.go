@@ -49,6 +49,43 @@ type QuarantinePolicy struct {
 	// Report.
 	// +optional
 	VulnerableFirmware VulnerableFirmwareAction `json:"vulnerableFirmware,omitempty"`
+
+	// onVerificationFailure is what a failed verification does to a
+	// member: Observe (condition, Event and metric only), Restrict (only
+	// essential and remediation flows) or Isolate (only remediation
+	// flows). A LifeSustaining device is restricted at most unless a
+	// person approved isolation with the
+	// iomt.medinaii.io/isolation-approved-by annotation. When left out,
+	// Restrict.
+	// +optional
+	OnVerificationFailure QuarantineMode `json:"onVerificationFailure,omitempty"`
+
+	// autoRelease releases a device from a failed verification on its own
+	// after enough passing reports. When left out, only a person releases
+	// it, with the iomt.medinaii.io/release annotation.
+	// +optional
+	AutoRelease *AutoRelease `json:"autoRelease,omitempty"`
+}
+
+// QuarantineMode is what a failed verification does.
+// +kubebuilder:validation:Enum=Observe;Restrict;Isolate
+type QuarantineMode string
+
+// The quarantine modes.
+const (
+	QuarantineModeObserve  QuarantineMode = "Observe"
+	QuarantineModeRestrict QuarantineMode = "Restrict"
+	QuarantineModeIsolate  QuarantineMode = "Isolate"
+)
+
+// AutoRelease says when a device leaves a failed verification on its own.
+type AutoRelease struct {
+	// afterPasses is how many passing reports in a row release the device,
+	// from 1 to 100.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	AfterPasses int32 `json:"afterPasses"`
 }
 
 // QuarantineStatus is the device's quarantine as the operator enforces it.

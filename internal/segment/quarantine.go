@@ -14,21 +14,86 @@ type Quarantine struct {
 }
 
 // QuarantineOf decides a device's quarantine in the segment that holds it
-// (nil when none does): what people asked for by annotation first, then
-// known vulnerable firmware where the segment restricts it.
+// (nil when none does). What people asked for by annotation, a failed
+// verification and known vulnerable firmware each may quarantine it; the
+// most severe wins, and on a tie the earlier in that order.
 func QuarantineOf(d *iomtv1.MedicalDevice, seg *iomtv1.SegmentPolicy) Quarantine {
-	if q, ok := manualQuarantine(d); ok {
-		return q
-	}
-	if v := d.Status.Vulnerability; v != nil && v.State == iomtv1.VulnerabilityKnownAffected &&
-		v.RiskAcceptedBy == "" && VulnerableFirmwareOf(seg) == iomtv1.VulnerableRestrict {
-		return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonKnownVulnerable,
-			Message: fmt.Sprintf("firmware %s is affected by %d advisories and segment %s restricts "+
-				"such devices; restricted until the firmware changes or a person accepts the risk",
-				v.FirmwareVersion, v.AdvisoryCount, seg.Name)}
-	}
-	return Quarantine{State: iomtv1.QuarantineNone, Reason: iomtv1.ReasonHealthy,
+	best := Quarantine{State: iomtv1.QuarantineNone, Reason: iomtv1.ReasonHealthy,
 		Message: "nothing quarantines this device"}
+	for _, q := range []func() (Quarantine, bool){
+		func() (Quarantine, bool) { return manualQuarantine(d) },
+		func() (Quarantine, bool) { return verificationQuarantine(d, seg) },
+		func() (Quarantine, bool) { return vulnerableQuarantine(d, seg) },
+	} {
+		if c, ok := q(); ok && severity(c.State) > severity(best.State) {
+			best = c
+		}
+	}
+	return best
+}
+
+func severity(s iomtv1.QuarantineState) int {
+	switch s {
+	case iomtv1.QuarantineIsolated:
+		return 2
+	case iomtv1.QuarantineRestricted:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// verificationQuarantine quarantines a device whose verification failed, as
+// the segment says. Only a person's approval lets a LifeSustaining device be
+// isolated; otherwise it is restricted and keeps its essential flows.
+func verificationQuarantine(d *iomtv1.MedicalDevice, seg *iomtv1.SegmentPolicy) (Quarantine, bool) {
+	v := d.Status.Verification
+	if seg == nil || v == nil || v.State != iomtv1.VerificationFailed {
+		return Quarantine{}, false
+	}
+	why := "verification failed"
+	if v.Message != "" {
+		why += ": " + v.Message
+	}
+	switch OnVerificationFailureOf(seg) {
+	case iomtv1.QuarantineModeObserve:
+		return Quarantine{}, false
+	case iomtv1.QuarantineModeIsolate:
+		if d.Spec.Criticality != iomtv1.CriticalityLifeSustaining ||
+			d.Annotations[iomtv1.IsolationApprovedByAnnotation] != "" {
+			return Quarantine{State: iomtv1.QuarantineIsolated, Reason: iomtv1.ReasonVerificationFailed,
+				Message: why + "; isolated: only remediation flows remain"}, true
+		}
+		return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonVerificationFailed,
+			Message: why + "; restricted, not isolated, because the device is LifeSustaining and no " +
+				"person approved isolation"}, true
+	default:
+		return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonVerificationFailed,
+			Message: why + "; restricted to essential and remediation flows"}, true
+	}
+}
+
+// vulnerableQuarantine restricts a device whose firmware an advisory lists
+// as affected, where the segment says so and nobody accepted the risk.
+func vulnerableQuarantine(d *iomtv1.MedicalDevice, seg *iomtv1.SegmentPolicy) (Quarantine, bool) {
+	v := d.Status.Vulnerability
+	if v == nil || v.State != iomtv1.VulnerabilityKnownAffected || v.RiskAcceptedBy != "" ||
+		VulnerableFirmwareOf(seg) != iomtv1.VulnerableRestrict {
+		return Quarantine{}, false
+	}
+	return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonKnownVulnerable,
+		Message: fmt.Sprintf("firmware %s is affected by %d advisories and segment %s restricts "+
+			"such devices; restricted until the firmware changes or a person accepts the risk",
+			v.FirmwareVersion, v.AdvisoryCount, seg.Name)}, true
+}
+
+// OnVerificationFailureOf returns what a failed verification does in the
+// segment, Restrict when unset.
+func OnVerificationFailureOf(seg *iomtv1.SegmentPolicy) iomtv1.QuarantineMode {
+	if seg == nil || seg.Spec.Quarantine == nil || seg.Spec.Quarantine.OnVerificationFailure == "" {
+		return iomtv1.QuarantineModeRestrict
+	}
+	return seg.Spec.Quarantine.OnVerificationFailure
 }
 
 // VulnerableFirmwareOf returns what the segment does with known vulnerable
