@@ -29,6 +29,8 @@ var (
 	scheme    *runtime.Scheme
 	writes    atomic.Int64
 	cancelMgr context.CancelFunc
+	// reports is where the tests play the attestation endpoint.
+	reports = controllers.NewReports()
 )
 
 func TestControllers(t *testing.T) {
@@ -67,7 +69,8 @@ var _ = BeforeSuite(func() {
 
 	var ctx context.Context
 	ctx, cancelMgr = context.WithCancel(context.Background())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{Segment: segment.DefaultConfig()})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, controllers.Options{Segment: segment.DefaultConfig(),
+		Reports: reports})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
