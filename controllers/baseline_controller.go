@@ -16,7 +16,8 @@ import (
 )
 
 // BaselineReconciler keeps a deny-all NetworkPolicy for device pods in every
-// namespace that holds MedicalDevices. Requests are keyed by namespace name.
+// namespace that holds MedicalDevices or SegmentPolicies. Requests are keyed
+// by namespace name.
 type BaselineReconciler struct {
 	client.Client
 	// APIReader reads Namespaces, which the cache does not hold.
@@ -25,22 +26,18 @@ type BaselineReconciler struct {
 
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 
-// Reconcile writes the namespace's baseline while it holds devices. The
-// baseline is left in place when the last device goes: a pod that still
-// carries the device label stays isolated.
+// Reconcile writes the namespace's baseline while it holds devices or
+// segments. The baseline is left in place when the last one goes: a pod
+// that still carries the device label stays isolated.
 func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ns := req.Name
-	var devs iomtv1.MedicalDeviceList
-	if err := r.List(ctx, &devs, client.InNamespace(ns), client.Limit(1),
-		client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, fmt.Errorf("failed to list MedicalDevices in %s: %w", ns, err)
-	}
-	if len(devs.Items) == 0 {
-		return ctrl.Result{}, nil
+	inUse, err := r.inUse(ctx, ns)
+	if err != nil || !inUse {
+		return ctrl.Result{}, err
 	}
 
 	var have networkingv1.NetworkPolicy
-	err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: segment.BaselineName}, &have)
+	err = r.Get(ctx, client.ObjectKey{Namespace: ns, Name: segment.BaselineName}, &have)
 	want := segment.Baseline(ns)
 	if err == nil && len(have.OwnerReferences) > 0 {
 		want.OwnerReferences = have.OwnerReferences[:1]
@@ -61,6 +58,25 @@ func (r *BaselineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	return ctrl.Result{}, err
 }
 
+// inUse reports whether the namespace holds a MedicalDevice or a
+// SegmentPolicy.
+func (r *BaselineReconciler) inUse(ctx context.Context, ns string) (bool, error) {
+	var devs iomtv1.MedicalDeviceList
+	if err := r.List(ctx, &devs, client.InNamespace(ns), client.Limit(1),
+		client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("failed to list MedicalDevices in %s: %w", ns, err)
+	}
+	if len(devs.Items) > 0 {
+		return true, nil
+	}
+	var segs iomtv1.SegmentPolicyList
+	if err := r.List(ctx, &segs, client.InNamespace(ns), client.Limit(1),
+		client.UnsafeDisableDeepCopy); err != nil {
+		return false, fmt.Errorf("failed to list SegmentPolicies in %s: %w", ns, err)
+	}
+	return len(segs.Items) > 0, nil
+}
+
 // SetupWithManager registers the reconciler and what it watches.
 func (r *BaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	toNamespace := handler.EnqueueRequestsFromMapFunc(
@@ -77,6 +93,7 @@ func (r *BaselineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("baseline").
 		Watches(&iomtv1.MedicalDevice{}, toNamespace).
+		Watches(&iomtv1.SegmentPolicy{}, toNamespace).
 		Watches(&networkingv1.NetworkPolicy{}, baselineOnly).
 		Complete(r)
 }

@@ -96,6 +96,12 @@ var _ = Describe("SegmentPolicy controller", func() {
 			Expect(s.Status.Policies).To(ConsistOf("iomt-segment-pumps"))
 		})
 
+		It("should write a baseline as soon as the namespace holds a segment", func(ctx context.Context) {
+			Expect(k8s.Create(ctx, segmentPolicy(ns, "pumps").classes(iomtv1.ClassInfusionPump).build())).
+				To(Succeed())
+			Eventually(policy(ctx, ns, segment.BaselineName)).Should(HaveField("Spec.PolicyTypes", HaveLen(2)))
+		})
+
 		It("should write a baseline that isolates every device pod in the namespace", func(ctx context.Context) {
 			Expect(k8s.Create(ctx, device(ns, "pump-1").build())).To(Succeed())
 			Eventually(policy(ctx, ns, segment.BaselineName)).Should(And(
