@@ -162,6 +162,9 @@ func SetupIdentity(ctx context.Context, mgr ctrl.Manager, opts IdentityOptions) 
 	if opts.CertManager.Default && !certManager {
 		return errors.New("cert-manager is the default issuer, but its Certificate kind is not installed")
 	}
+	if opts.CertManager.Default && opts.CertManager.IssuerName == "" {
+		return errors.New("cert-manager is the default issuer, but no issuer is named")
+	}
 
 	auth := newAuthority()
 	recorder := mgr.GetEventRecorder("iomt-operator")
@@ -262,11 +265,16 @@ type identityReconciler struct {
 // the IdentityIssued condition.
 type outcome struct {
 	// wait: nothing can be said yet; status is left alone.
-	wait    bool
-	status  *iomtv1.IdentityStatus
-	ok      bool
+	wait   bool
+	status *iomtv1.IdentityStatus
+	ok     bool
+	// reason is the condition's reason; for a certificate found in place
+	// it is left empty and follows from what status said before.
 	reason  string
 	message string
+	// issuer, when set, names who issued a certificate found in place, to
+	// announce it with an Event when status first records it.
+	issuer  string
 	requeue time.Duration
 }
 
@@ -303,11 +311,11 @@ func (r *identityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	} else {
 		out, err = r.viaOperator(ctx, &dev)
 	}
-	if err != nil {
-		identityErrors.Inc()
-	}
 	if out.wait {
 		return ctrl.Result{}, err
+	}
+	if err != nil {
+		identityErrors.Inc()
 	}
 	if out.status != nil && out.status.NotAfter != nil {
 		identityExpiry.WithLabelValues(dev.Namespace, dev.Name).Set(float64(out.status.NotAfter.Unix()))
@@ -374,7 +382,8 @@ func (r *identityReconciler) leafRequest(dev *iomtv1.MedicalDevice) identity.Lea
 // viaOperator signs the device's certificate with the operator's CA when
 // it is missing, wrong, due or signed by a CA that no longer signs, and
 // keeps the Secret's trust bundle current.
-func (r *identityReconciler) viaOperator(ctx context.Context, dev *iomtv1.MedicalDevice) (outcome, error) {
+func (r *identityReconciler) viaOperator(ctx context.Context, dev *iomtv1.MedicalDevice) (
+	outcome, error) {
 	set := r.auth.current()
 	if set == nil {
 		return outcome{wait: true}, nil // the CA controller wakes every device once the CA is loaded
@@ -411,11 +420,14 @@ func (r *identityReconciler) viaOperator(ctx context.Context, dev *iomtv1.Medica
 		return failed(heldStatus(data, req, set), err), err
 	}
 	if err := r.writeSecret(ctx, dev, have, leaf, set.Bundle()); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			return outcome{wait: true}, nil // the cache is behind; the Secret's event brings us back
+		}
 		return failed(heldStatus(data, req, set), err), err
 	}
 
 	st := operatorStatus(req, leaf, set)
-	reason := keptReason(dev)
+	var reason string
 	if decision.Action != identity.ActionNone {
 		reason = issuedReasons[decision.Action]
 		identityIssued.WithLabelValues(string(decision.Action)).Inc()
@@ -435,12 +447,17 @@ var issuedReasons = map[identity.Action]string{
 	identity.ActionRotate: iomtv1.ReasonRotated,
 }
 
-// keptReason is the reason of a certificate left as it is: the one it got
-// when issued.
-func keptReason(dev *iomtv1.MedicalDevice) string {
+// foundReason is the reason of a certificate found in place: the reason
+// status gave it, Renewed when it replaced the one status shows for the
+// same SPIFFE ID, Issued otherwise.
+func foundReason(dev *iomtv1.MedicalDevice, st *iomtv1.IdentityStatus) string {
+	old := dev.Status.Identity
 	c := meta.FindStatusCondition(dev.Status.Conditions, iomtv1.ConditionIdentityIssued)
-	if c != nil && c.Status == metav1.ConditionTrue {
+	switch {
+	case old != nil && old.SerialNumber == st.SerialNumber && c != nil && c.Status == metav1.ConditionTrue:
 		return c.Reason
+	case old != nil && old.SerialNumber != st.SerialNumber && old.SPIFFEID == st.SPIFFEID:
+		return iomtv1.ReasonRenewed
 	}
 	return iomtv1.ReasonIssued
 }
@@ -455,6 +472,11 @@ func validMessage(st *iomtv1.IdentityStatus) string {
 		st.RenewAfter.UTC().Format(time.RFC3339))
 }
 
+// identityKey names a device's identity Secret, and its Certificate.
+func identityKey(dev *iomtv1.MedicalDevice) client.ObjectKey {
+	return client.ObjectKey{Namespace: dev.Namespace, Name: iomtv1.IdentitySecretName(dev.Name)}
+}
+
 var errForeignSecret = errors.New("the identity Secret belongs to someone else")
 
 // identitySecret returns the device's identity Secret, nil when there is
@@ -463,7 +485,7 @@ var errForeignSecret = errors.New("the identity Secret belongs to someone else")
 // looked up once more, so that one whose labels were removed is taken back.
 func (r *identityReconciler) identitySecret(ctx context.Context, dev *iomtv1.MedicalDevice) (
 	*corev1.Secret, error) {
-	key := client.ObjectKey{Namespace: dev.Namespace, Name: iomtv1.IdentitySecretName(dev.Name)}
+	key := identityKey(dev)
 	var s corev1.Secret
 	err := r.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
@@ -534,7 +556,8 @@ func (r *identityReconciler) writeSecret(ctx context.Context, dev *iomtv1.Medica
 }
 
 // operatorStatus describes a certificate the operator's CA signed.
-func operatorStatus(req identity.LeafRequest, leaf *identity.Leaf, set *identity.CASet) *iomtv1.IdentityStatus {
+func operatorStatus(req identity.LeafRequest, leaf *identity.Leaf,
+	set *identity.CASet) *iomtv1.IdentityStatus {
 	st := leafStatus(req, leaf)
 	if signer := set.SignerOf(leaf.Cert); signer != nil {
 		st.Issuer = fmt.Sprintf("%s sha256:%s", identity.CAName, identity.Fingerprint(signer))
@@ -544,12 +567,16 @@ func operatorStatus(req identity.LeafRequest, leaf *identity.Leaf, set *identity
 
 // heldStatus describes the certificate a Secret holds when it is one for
 // req that a trusted CA signed, and is nil otherwise.
-func heldStatus(data map[string][]byte, req identity.LeafRequest, set *identity.CASet) *iomtv1.IdentityStatus {
+func heldStatus(data map[string][]byte, req identity.LeafRequest,
+	set *identity.CASet) *iomtv1.IdentityStatus {
 	if set == nil || data == nil {
 		return nil
 	}
 	leaf, err := identity.ParseLeaf(data[identity.CertKey], data[identity.KeyKey])
-	if err != nil || identity.SPIFFEIDOf(leaf.Cert) != req.SPIFFEID() || set.SignerOf(leaf.Cert) == nil {
+	if err != nil || identity.SPIFFEIDOf(leaf.Cert) != req.SPIFFEID() {
+		return nil
+	}
+	if set.SignerOf(leaf.Cert) == nil {
 		return nil
 	}
 	return operatorStatus(req, leaf, set)
@@ -572,27 +599,34 @@ func leafStatus(req identity.LeafRequest, leaf *identity.Leaf) *iomtv1.IdentityS
 // patchStatus writes status.identity and the IdentityIssued condition when
 // they changed, leaving every other status field to its own reconciler.
 // On a conflict it starts again from the device as the API server has it.
-func (r *identityReconciler) patchStatus(ctx context.Context, dev *iomtv1.MedicalDevice, out outcome) error {
+func (r *identityReconciler) patchStatus(ctx context.Context, dev *iomtv1.MedicalDevice,
+	out outcome) error {
 	cond := metav1.ConditionFalse
 	if out.ok {
 		cond = metav1.ConditionTrue
 	}
 	cur := dev
 	var before, after []metav1.Condition
+	reason, announce := out.reason, false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if cur != dev {
 			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(dev), cur); err != nil {
 				return err
 			}
 		}
+		if out.ok && out.reason == "" {
+			reason = foundReason(cur, out.status)
+		}
 		patched := cur.DeepCopy()
 		patched.Status.Identity = out.status
 		conditions.Set(&patched.Status.Conditions, cur.Generation, iomtv1.ConditionIdentityIssued, cond,
-			out.reason, out.message)
+			reason, out.message)
 		before, after = cur.Status.Conditions, patched.Status.Conditions
 		if equality.Semantic.DeepEqual(&cur.Status, &patched.Status) {
 			return nil
 		}
+		announce = out.issuer != "" && (cur.Status.Identity == nil ||
+			cur.Status.Identity.SerialNumber != out.status.SerialNumber)
 		err := r.Status().Patch(ctx, patched, client.MergeFromWithOptions(cur,
 			client.MergeFromWithOptimisticLock{}))
 		if apierrors.IsConflict(err) {
@@ -604,9 +638,20 @@ func (r *identityReconciler) patchStatus(ctx context.Context, dev *iomtv1.Medica
 		return fmt.Errorf("failed to update MedicalDevice status: %w", err)
 	}
 
-	// Issuing has its own Event; failures get one when they begin.
+	if announce {
+		st := out.status
+		r.Recorder.Eventf(dev, nil, corev1.EventTypeNormal, reason, "IssueCertificate",
+			"%s issued certificate %s for %s, valid until %s", out.issuer, st.SerialNumber, st.SPIFFEID,
+			st.NotAfter.UTC().Format(time.RFC3339))
+	}
+
+	// Issuing has its own Event; failures and waits get one when they begin.
 	if !out.ok && conditions.Changed(before, after, iomtv1.ConditionIdentityIssued) {
-		r.Recorder.Eventf(dev, nil, corev1.EventTypeWarning, out.reason, "IssueCertificate", "%s", out.message)
+		typ := corev1.EventTypeWarning
+		if out.reason == iomtv1.ReasonCertificatePending {
+			typ = corev1.EventTypeNormal
+		}
+		r.Recorder.Eventf(dev, nil, typ, out.reason, "IssueCertificate", "%s", out.message)
 		log.FromContext(ctx).Info("Device has no valid certificate", "reason", out.reason,
 			"message", out.message)
 	}
@@ -620,7 +665,8 @@ func (r *identityReconciler) setupWithManager(mgr ctrl.Manager) error {
 		For(&iomtv1.MedicalDevice{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(deviceOfSecret)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.devicesIn)).
-		WatchesRawSource(source.Channel(r.auth.subscribe(), handler.EnqueueRequestsFromMapFunc(r.devicesIn)))
+		WatchesRawSource(source.Channel(r.auth.subscribe(),
+			handler.EnqueueRequestsFromMapFunc(r.devicesIn)))
 	if r.certs != nil {
 		b = b.WatchesRawSource(source.Kind[client.Object](r.certs, newCertificate(),
 			handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &iomtv1.MedicalDevice{},
@@ -635,7 +681,8 @@ func deviceOfSecret(_ context.Context, obj client.Object) []reconcile.Request {
 	if !ok || obj.GetLabels()[componentLabel] != componentIdentity {
 		return nil
 	}
-	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}}}
+	key := client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}
+	return []reconcile.Request{{NamespacedName: key}}
 }
 
 // devicesIn maps a Namespace to its devices, and anything else (the CA
@@ -665,6 +712,10 @@ func (r *identityReconciler) viaCertManager(ctx context.Context, dev *iomtv1.Med
 		return outcome{reason: iomtv1.ReasonCertManagerMissing, message: "the namespace asks for " +
 			"cert-manager, but its Certificate kind was not installed when the operator started"}, nil
 	}
+	if iss.name == "" {
+		return outcome{reason: iomtv1.ReasonIssueFailed, message: "the namespace asks for cert-manager " +
+			"but names no issuer: set the annotation " + iomtv1.IssuerNameAnnotation}, nil
+	}
 	req := r.leafRequest(dev)
 	if err := r.applyCertificate(ctx, dev, req, iss); err != nil {
 		return failed(nil, err), err
@@ -674,7 +725,7 @@ func (r *identityReconciler) viaCertManager(ctx context.Context, dev *iomtv1.Med
 		return outcome{reason: iomtv1.ReasonCertificatePending,
 			message: fmt.Sprintf("waiting for %s: %s", iss.text, why)}, nil
 	}
-	key := client.ObjectKey{Namespace: dev.Namespace, Name: iomtv1.IdentitySecretName(dev.Name)}
+	key := identityKey(dev)
 	var s corev1.Secret
 	if err := r.Get(ctx, key, &s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -700,17 +751,7 @@ func (r *identityReconciler) viaCertManager(ctx context.Context, dev *iomtv1.Med
 
 	st := leafStatus(req, leaf)
 	st.Issuer = iss.text
-	reason := keptReason(dev)
-	if old := dev.Status.Identity; old == nil || old.SerialNumber != st.SerialNumber {
-		reason = iomtv1.ReasonIssued
-		if old != nil && old.SPIFFEID == st.SPIFFEID {
-			reason = iomtv1.ReasonRenewed
-		}
-		r.Recorder.Eventf(dev, nil, corev1.EventTypeNormal, reason, "IssueCertificate",
-			"%s issued certificate %s for %s, valid until %s", iss.text, st.SerialNumber, st.SPIFFEID,
-			st.NotAfter.UTC().Format(time.RFC3339))
-	}
-	return outcome{status: st, ok: true, reason: reason, message: validMessage(st),
+	return outcome{status: st, ok: true, message: validMessage(st), issuer: iss.text,
 		requeue: max(st.NotAfter.Sub(now), 100*time.Millisecond)}, nil
 }
 
@@ -767,8 +808,7 @@ func (r *identityReconciler) applyCertificate(ctx context.Context, dev *iomtv1.M
 	want := certificateSpec(req, iss)
 	owner := controllerRef(dev, iomtv1.GroupVersion.String(), "MedicalDevice")
 	have := newCertificate()
-	err := r.certs.Get(ctx, client.ObjectKey{Namespace: dev.Namespace, Name: iomtv1.IdentitySecretName(dev.Name)},
-		have)
+	err := r.certs.Get(ctx, identityKey(dev), have)
 	if apierrors.IsNotFound(err) {
 		c := newCertificate()
 		c.SetNamespace(dev.Namespace)
@@ -819,7 +859,8 @@ func (r *identityReconciler) applyCertificate(ctx context.Context, dev *iomtv1.M
 // ownSecret makes the device an owner of the Secret cert-manager wrote,
 // so that the Secret goes with the device. cert-manager may control the
 // Secret itself, so the device is an owner but not the controller.
-func (r *identityReconciler) ownSecret(ctx context.Context, dev *iomtv1.MedicalDevice, s *corev1.Secret) error {
+func (r *identityReconciler) ownSecret(ctx context.Context, dev *iomtv1.MedicalDevice,
+	s *corev1.Secret) error {
 	ref := controllerRef(dev, iomtv1.GroupVersion.String(), "MedicalDevice")
 	ref.Controller, ref.BlockOwnerDeletion = nil, nil
 	for _, o := range s.OwnerReferences {
@@ -832,7 +873,8 @@ func (r *identityReconciler) ownSecret(ctx context.Context, dev *iomtv1.MedicalD
 		return o.UID == dev.UID
 	})
 	want.OwnerReferences = append(want.OwnerReferences, ref)
-	if err := r.Patch(ctx, want, client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})); err != nil {
+	patch := client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})
+	if err := r.Patch(ctx, want, patch); err != nil {
 		return fmt.Errorf("failed to add the device as owner of Secret %s: %w", klog.KObj(s), err)
 	}
 	return nil
@@ -845,7 +887,7 @@ func (r *identityReconciler) dropCertificate(ctx context.Context, dev *iomtv1.Me
 		return nil
 	}
 	c := newCertificate()
-	err := r.certs.Get(ctx, client.ObjectKey{Namespace: dev.Namespace, Name: iomtv1.IdentitySecretName(dev.Name)}, c)
+	err := r.certs.Get(ctx, identityKey(dev), c)
 	if apierrors.IsNotFound(err) || (err == nil && !metav1.IsControlledBy(c, dev)) {
 		return nil
 	}
@@ -855,6 +897,7 @@ func (r *identityReconciler) dropCertificate(ctx context.Context, dev *iomtv1.Me
 	if err := r.Delete(ctx, c); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("failed to delete Certificate %s: %w", klog.KObj(c), err)
 	}
-	log.FromContext(ctx).Info("Deleted Certificate: the operator's CA signs again", "certificate", klog.KObj(c))
+	log.FromContext(ctx).Info("Deleted Certificate: the operator's CA signs again",
+		"certificate", klog.KObj(c))
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/internal/segment"
 )
 
 func annotate(ctx context.Context, ns, name string, set map[string]string, remove ...string) {
@@ -79,6 +80,8 @@ var _ = Describe("Manual quarantine", func() {
 			Eventually(deviceStatus(ctx, ns, "vent-1")).Should(HaveField("Quarantine.State",
 				iomtv1.QuarantineIsolated))
 			Eventually(policy(ctx, ns, "iomt-segment-pumps-isolated")).Should(And(
-				HaveField("Spec.Ingress", BeEmpty()), HaveField("Spec.Egress", BeEmpty())))
+				HaveField("Spec.Ingress", BeEmpty()),
+				HaveField("Spec.Egress", ConsistOf(HaveField("Ports", ConsistOf(HaveField("Port.IntVal",
+					BeEquivalentTo(segment.DefaultAttestationPort))))))), "only attestation remains")
 		})
 })

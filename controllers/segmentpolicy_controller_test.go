@@ -178,7 +178,7 @@ var _ = Describe("SegmentPolicy controller", func() {
 				2*time.Second).Should(Satisfy(apierrors.IsNotFound))
 			var s iomtv1.SegmentPolicy
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pumps"}, &s)).To(Succeed())
-			Expect(s.Status.EgressRules).To(BeEquivalentTo(2), "the ehr flow and DNS")
+			Expect(s.Status.EgressRules).To(BeEquivalentTo(3), "the ehr flow, attestation and DNS")
 			Expect(s.Status.Policies).To(BeEmpty())
 			Eventually(deviceStatus(ctx, ns, "pump-1")).Should(HaveField("Conditions",
 				ContainElement(HaveField("Reason", iomtv1.ReasonObserving))))
@@ -191,7 +191,7 @@ var _ = Describe("SegmentPolicy controller", func() {
 			Expect(k8s.Create(ctx, segmentPolicy(ns, "pumps").classes(iomtv1.ClassInfusionPump).
 				flow(egress("ehr", toCIDR("10.40.0.0/16"), named(iomtv1.ProtocolHL7MLLP))).build())).
 				To(Succeed())
-			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec.Egress", HaveLen(2)))
+			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec.Egress", HaveLen(3)))
 			want, _ := policy(ctx, ns, "iomt-segment-pumps")()
 
 			By("opening it to everyone by hand")
@@ -218,7 +218,7 @@ var _ = Describe("SegmentPolicy controller", func() {
 			Expect(k8s.Create(ctx, segmentPolicy(ns, "pumps").classes(iomtv1.ClassInfusionPump).
 				flow(egress("ehr", toCIDR("10.40.0.0/16"), named(iomtv1.ProtocolHL7MLLP))).build())).
 				To(Succeed())
-			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec.Egress", HaveLen(2)))
+			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec.Egress", HaveLen(3)))
 			before, _ := policy(ctx, ns, "iomt-segment-pumps")()
 
 			var s iomtv1.SegmentPolicy

@@ -56,7 +56,8 @@ func (a *authority) current() *identity.CASet {
 // what signs has changed.
 func (a *authority) load(s *identity.CASet) {
 	a.mu.Lock()
-	changed := a.set == nil || !a.set.Active.Cert.Equal(s.Active.Cert) || !bytes.Equal(a.set.Bundle(), s.Bundle())
+	changed := a.set == nil || !a.set.Active.Cert.Equal(s.Active.Cert) ||
+		!bytes.Equal(a.set.Bundle(), s.Bundle())
 	a.set = s
 	subs := a.subs
 	a.mu.Unlock()
@@ -72,7 +73,8 @@ func (a *authority) load(s *identity.CASet) {
 }
 
 // issue signs a certificate with the active CA and remembers its expiry.
-func (a *authority) issue(req identity.LeafRequest, now time.Time) (*identity.Leaf, *identity.CASet, error) {
+func (a *authority) issue(req identity.LeafRequest, now time.Time) (
+	*identity.Leaf, *identity.CASet, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.set == nil {
@@ -151,7 +153,9 @@ func (r *caReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Resu
 		identityErrors.Inc()
 		return ctrl.Result{}, fmt.Errorf("failed to advance the CA rotation: %w", err)
 	}
-	if err := r.save(ctx, secret, next); err != nil {
+	if err := r.save(ctx, secret, next); apierrors.IsConflict(err) {
+		return ctrl.Result{}, nil // someone changed the Secret; its event brings us back
+	} else if err != nil {
 		identityErrors.Inc()
 		return ctrl.Result{}, err
 	}
@@ -169,17 +173,20 @@ func (r *caReconciler) key() client.ObjectKey {
 	return client.ObjectKey{Namespace: r.opts.OperatorNamespace, Name: iomtv1.CASecretName}
 }
 
-// load reads the CA Secret, or makes a new CA when there is none. A CA
-// Secret someone else created (to bring their own CA) is adopted.
+// load reads the CA Secret, or makes a new CA when there is none. It reads
+// past the cache: a copy older than the operator's last write would take
+// the rotation back a step. A CA Secret someone else created (to bring
+// their own CA) is adopted.
 func (r *caReconciler) load(ctx context.Context) (*corev1.Secret, *identity.CASet, error) {
 	var s corev1.Secret
-	err := r.Get(ctx, r.key(), &s)
-	if apierrors.IsNotFound(err) {
-		if err = r.APIReader.Get(ctx, r.key(), &s); err == nil {
-			err = r.adopt(ctx, &s)
-		}
+	err := r.APIReader.Get(ctx, r.key(), &s)
+	if err == nil && s.Labels[componentLabel] != componentCA {
+		err = r.adopt(ctx, &s)
 	}
 	if apierrors.IsNotFound(err) {
+		if set := r.auth.current(); set != nil {
+			return r.restore(ctx, set)
+		}
 		return r.create(ctx)
 	}
 	if err != nil {
@@ -210,23 +217,15 @@ func (r *caReconciler) adopt(ctx context.Context, s *corev1.Secret) error {
 	return nil
 }
 
+// create makes the first CA.
 func (r *caReconciler) create(ctx context.Context) (*corev1.Secret, *identity.CASet, error) {
 	set, err := identity.NewCASet(r.opts.Now(), r.opts.CALifetime)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to make a CA: %w", err)
 	}
-	data, ann, err := set.Encode()
+	s, err := r.write(ctx, set)
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to encode the CA: %w", err)
-	}
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: r.key().Namespace, Name: r.key().Name,
-			Labels: managedLabels(componentCA), Annotations: ann},
-		Type: corev1.SecretTypeTLS,
-		Data: data,
-	}
-	if err := r.Create(ctx, s); err != nil {
-		return nil, nil, fmt.Errorf("failed to create CA Secret %s: %w", r.key(), err)
+		return nil, nil, err
 	}
 	r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, "CACreated", "CreateCA",
 		"created CA sha256:%s, valid until %s", identity.Fingerprint(set.Active.Cert),
@@ -235,13 +234,46 @@ func (r *caReconciler) create(ctx context.Context) (*corev1.Secret, *identity.CA
 	return s, set, nil
 }
 
+// restore writes back the CA the operator holds when its Secret was
+// deleted: a new CA would leave every device's certificate untrusted.
+func (r *caReconciler) restore(ctx context.Context, set *identity.CASet) (
+	*corev1.Secret, *identity.CASet, error) {
+	s, err := r.write(ctx, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.Recorder.Eventf(s, nil, corev1.EventTypeWarning, "CARestored", "RestoreCA",
+		"the CA Secret was deleted; wrote back CA sha256:%s", identity.Fingerprint(set.Active.Cert))
+	log.FromContext(ctx).Info("Restored deleted CA Secret", "secret", klog.KObj(s))
+	return s, set, nil
+}
+
+func (r *caReconciler) write(ctx context.Context, set *identity.CASet) (*corev1.Secret, error) {
+	data, ann, err := set.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode the CA: %w", err)
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: r.key().Namespace, Name: r.key().Name,
+			Labels: managedLabels(componentCA), Annotations: ann},
+		Type: corev1.SecretTypeTLS,
+		Data: data,
+	}
+	if err := r.Create(ctx, s); err != nil {
+		return nil, fmt.Errorf("failed to create CA Secret %s: %w", r.key(), err)
+	}
+	return s, nil
+}
+
 // observe gathers what a rotation in progress waits for: whether every
 // trust bundle in use holds every trusted CA, and who signed the stored
 // certificates.
 func (r *caReconciler) observe(ctx context.Context, set *identity.CASet, secret *corev1.Secret) (
 	identity.Observation, error) {
 	obs := identity.Observation{
-		Now: r.opts.Now(), Requested: secret.Annotations[iomtv1.RotateCAAnnotation], Signed: r.auth.signedSoFar(),
+		Now:       r.opts.Now(),
+		Requested: secret.Annotations[iomtv1.RotateCAAnnotation],
+		Signed:    r.auth.signedSoFar(),
 	}
 	if set.Phase == identity.PhaseStable {
 		return obs, nil
@@ -275,7 +307,8 @@ func (r *caReconciler) observe(ctx context.Context, set *identity.CASet, secret 
 	published := map[string]bool{}
 	for _, cm := range bundles.Items {
 		published[cm.Namespace] = true
-		distributed = distributed && identity.BundleHolds([]byte(cm.Data[identity.BundleKey]), trusted...)
+		bundle := []byte(cm.Data[identity.BundleKey])
+		distributed = distributed && identity.BundleHolds(bundle, trusted...)
 	}
 	var devs iomtv1.MedicalDeviceList
 	if err := r.List(ctx, &devs, client.UnsafeDisableDeepCopy); err != nil {
@@ -364,16 +397,15 @@ func stepMessage(step identity.Step, before, after *identity.CASet, requested bo
 // the trust bundles and identity Secrets it waits for.
 func (r *caReconciler) setupWithManager(mgr ctrl.Manager) error {
 	caRequest := reconcile.Request{NamespacedName: r.key()}
-	onlyCA := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
-		if client.ObjectKeyFromObject(obj) == r.key() {
-			return []reconcile.Request{caRequest}
-		}
-		if r.auth.rotating() && (obj.GetLabels()[componentLabel] == componentIdentity ||
-			obj.GetLabels()[componentLabel] == componentBundle) {
+	toCA := func(_ context.Context, obj client.Object) []reconcile.Request {
+		component := obj.GetLabels()[componentLabel]
+		awaited := component == componentIdentity || component == componentBundle
+		if client.ObjectKeyFromObject(obj) == r.key() || (awaited && r.auth.rotating()) {
 			return []reconcile.Request{caRequest}
 		}
 		return nil
-	})
+	}
+	onlyCA := handler.EnqueueRequestsFromMapFunc(toCA)
 	start := source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
 		q.Add(caRequest)
 		return nil
@@ -440,11 +472,12 @@ func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 // bundleFor is the PEM of the operator's trusted CAs and of the CAs
 // cert-manager put into the namespace's identity Secrets.
-func (r *trustBundleReconciler) bundleFor(ctx context.Context, ns string, set *identity.CASet) (string, error) {
+func (r *trustBundleReconciler) bundleFor(ctx context.Context, ns string, set *identity.CASet) (
+	string, error) {
 	certs := set.Trusted()
 	var secrets corev1.SecretList
-	if err := r.List(ctx, &secrets, client.InNamespace(ns),
-		client.MatchingLabels(identityLabels(iomtv1.IssuerCertManager)), client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.List(ctx, &secrets, client.InNamespace(ns), client.UnsafeDisableDeepCopy,
+		client.MatchingLabels(identityLabels(iomtv1.IssuerCertManager))); err != nil {
 		return "", fmt.Errorf("failed to list identity Secrets in %s: %w", ns, err)
 	}
 	for _, s := range secrets.Items {
@@ -487,10 +520,14 @@ func (r *trustBundleReconciler) write(ctx context.Context, ns string, have *core
 	want.Data = map[string]string{identity.BundleKey: bundle}
 
 	if exists {
-		if err := r.Update(ctx, want); err != nil {
+		if err := r.Update(ctx, want); apierrors.IsConflict(err) {
+			return nil // the cache is behind; the bundle's own event brings the namespace back
+		} else if err != nil {
 			return fmt.Errorf("failed to update trust bundle %s: %w", klog.KObj(want), err)
 		}
-	} else if err := r.Create(ctx, want); err != nil {
+	} else if err := r.Create(ctx, want); apierrors.IsAlreadyExists(err) {
+		return nil // the cache is behind; the bundle's own event brings the namespace back
+	} else if err != nil {
 		return fmt.Errorf("failed to create trust bundle %s: %w", klog.KObj(want), err)
 	}
 	log.FromContext(ctx).Info("Wrote trust bundle", "configMap", klog.KObj(want))
@@ -518,7 +555,8 @@ func (r *trustBundleReconciler) setupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Kind[client.Object](r.own, &corev1.ConfigMap{},
 			handler.EnqueueRequestsFromMapFunc(toNamespace), bundles)).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(toNamespace), certManagerSecrets).
-		WatchesRawSource(source.Channel(r.auth.subscribe(), handler.EnqueueRequestsFromMapFunc(r.everyNamespace))).
+		WatchesRawSource(source.Channel(r.auth.subscribe(),
+			handler.EnqueueRequestsFromMapFunc(r.everyNamespace))).
 		Complete(r)
 }
 

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 	"github.com/medinaii/iomt-operator/internal/attest"
@@ -31,6 +32,11 @@ var _ = Describe("Continuous verification", func() {
 			flow(egress("ehr", toCIDR("10.40.0.0/16"), named(iomtv1.ProtocolHL7MLLP))).build()
 		seg.Spec.Quarantine = &iomtv1.QuarantinePolicy{OnVerificationFailure: iomtv1.QuarantineModeIsolate}
 		Expect(k8s.Create(ctx, seg)).To(Succeed())
+		// Devices whose verifier went quiet keep changing as time passes;
+		// remove them so they do not disturb other specs.
+		DeferCleanup(func(ctx context.Context) {
+			Expect(k8s.DeleteAllOf(ctx, &iomtv1.MedicalDevice{}, client.InNamespace(ns))).To(Succeed())
+		})
 	})
 
 	newPump := func(ctx context.Context, name string, criticality iomtv1.Criticality) {

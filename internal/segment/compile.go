@@ -43,11 +43,29 @@ type Config struct {
 	DNSNamespace string
 	// DNSPodLabels select the cluster DNS pods, k8s-app=kube-dns on most.
 	DNSPodLabels map[string]string
+
+	// AttestationNamespace and AttestationPodLabels select the operator's
+	// pods, whose attestation endpoint every member may reach on
+	// AttestationPort, whatever its quarantine. A zero port leaves the
+	// rule out.
+	AttestationNamespace string
+	AttestationPodLabels map[string]string
+	AttestationPort      int32
 }
 
-// DefaultConfig suits clusters that run CoreDNS as kube-dns in kube-system.
+// DefaultAttestationPort is where the operator takes verifier reports.
+const DefaultAttestationPort = 8444
+
+// DefaultConfig suits clusters that run CoreDNS as kube-dns in kube-system
+// and the operator in iomt-system.
 func DefaultConfig() Config {
-	return Config{DNSNamespace: "kube-system", DNSPodLabels: map[string]string{"k8s-app": "kube-dns"}}
+	return Config{
+		DNSNamespace:         "kube-system",
+		DNSPodLabels:         map[string]string{"k8s-app": "kube-dns"},
+		AttestationNamespace: "iomt-system",
+		AttestationPodLabels: map[string]string{"app.kubernetes.io/name": "iomt-operator"},
+		AttestationPort:      DefaultAttestationPort,
+	}
 }
 
 // Result is what one segment should look like.
@@ -134,6 +152,7 @@ func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, erro
 			}
 		}
 		b.mirroredFlows(m, seg)
+		b.attestation(cfg)
 		if state != iomtv1.QuarantineIsolated {
 			b.deviceAddresses(devs)
 			if DNSOf(seg) == iomtv1.DNSAllow {
@@ -267,6 +286,20 @@ func (b *rules) deviceAddresses(devices []*iomtv1.MedicalDevice) {
 		b.add(iomtv1.DirectionIngress, g.peers, g.ports)
 		b.add(iomtv1.DirectionEgress, g.peers, g.ports)
 	}
+}
+
+// attestation lets members reach the operator's attestation endpoint, so a
+// device can always report, quarantined or not.
+func (b *rules) attestation(cfg Config) {
+	if cfg.AttestationPort == 0 {
+		return
+	}
+	peer := networkingv1.NetworkPolicyPeer{
+		NamespaceSelector: namespaceSelector(cfg.AttestationNamespace),
+		PodSelector:       &metav1.LabelSelector{MatchLabels: cfg.AttestationPodLabels},
+	}
+	b.add(iomtv1.DirectionEgress, []networkingv1.NetworkPolicyPeer{peer},
+		[]Port{{corev1.ProtocolTCP, cfg.AttestationPort}})
 }
 
 // dns lets members query cluster DNS on UDP and TCP 53.

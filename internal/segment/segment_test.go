@@ -309,9 +309,22 @@ func TestCompile(t *testing.T) {
 			t.Fatalf("dns rule: %+v", last)
 		}
 	})
-	t.Run("a segment that denies DNS has no DNS rule", func(t *testing.T) {
-		if q := healthyPolicy(compile("icu", "quiet")); len(q.Spec.Egress) != 0 {
+	t.Run("a segment that denies DNS has no DNS rule, only attestation", func(t *testing.T) {
+		q := healthyPolicy(compile("icu", "quiet"))
+		if len(q.Spec.Egress) != 1 || q.Spec.Egress[0].Ports[0].Port.IntValue() != DefaultAttestationPort {
 			t.Fatalf("quiet egress: %+v", q.Spec.Egress)
+		}
+	})
+	t.Run("members reach the attestation endpoint on the operator's pods only", func(t *testing.T) {
+		var found bool
+		for _, r := range np.Spec.Egress {
+			if r.Ports[0].Port.IntValue() == DefaultAttestationPort {
+				found = len(r.To) == 1 && r.To[0].PodSelector.MatchLabels["app.kubernetes.io/name"] == "iomt-operator" &&
+					r.To[0].NamespaceSelector.MatchLabels[corev1.LabelMetadataName] == "iomt-system"
+			}
+		}
+		if !found {
+			t.Fatalf("no attestation rule in %+v", np.Spec.Egress)
 		}
 	})
 	t.Run("a segment without members has no policy", func(t *testing.T) {
