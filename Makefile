@@ -7,6 +7,7 @@ BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 ASSETS := $(BIN)/k8s/$(KUBE_VERSION)-$(shell go env GOOS)-$(shell go env GOARCH)
 KUBECTL ?= kubectl
+NAMESPACE ?= iomt-system
 
 .DEFAULT_GOAL := help
 
@@ -26,7 +27,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
-	$(CONTROLLER_GEN) crd rbac:roleName=iomt-operator paths=./api/... paths=./controllers/... \
+	$(CONTROLLER_GEN) crd rbac:roleName=iomt-operator paths=./api/... paths=./controllers/... paths=./internal/webhook/... \
 	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
 .PHONY: verify
@@ -61,7 +62,7 @@ uninstall: ## Remove the CRDs (and every MedicalDevice and SegmentPolicy) from t
 
 .PHONY: run
 run: ## Run the operator here against the cluster of the current kubeconfig.
-	go run ./cmd/manager
+	go run ./cmd/manager --enable-webhooks=false --namespace=$(NAMESPACE)
 
 .PHONY: build
 build: ## Build the operator binary into bin/.

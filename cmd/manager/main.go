@@ -18,6 +18,7 @@ import (
 
 	"github.com/medinaii/iomt-operator/controllers"
 	"github.com/medinaii/iomt-operator/internal/segment"
+	iomtwebhook "github.com/medinaii/iomt-operator/internal/webhook"
 )
 
 // config is what the command line sets.
@@ -29,6 +30,8 @@ type config struct {
 	namespace     string
 	dnsNamespace  string
 	dnsPodLabels  string
+	webhooks      bool
+	webhook       iomtwebhook.Options
 }
 
 func main() {
@@ -45,6 +48,10 @@ func main() {
 	flag.StringVar(&c.dnsNamespace, "dns-namespace", "kube-system", "Namespace of the cluster DNS pods.")
 	flag.StringVar(&c.dnsPodLabels, "dns-pod-labels", "k8s-app=kube-dns",
 		"Labels of the cluster DNS pods, as k=v[,k=v].")
+	flag.BoolVar(&c.webhooks, "enable-webhooks", true,
+		"Serve the pod admission webhooks (identity injection and workload binding). Turn off "+
+			"only when the API server cannot reach the operator, as when running it outside the cluster.")
+	c.webhook.BindFlags(flag.CommandLine)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -75,14 +82,19 @@ func run(c config) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	c.webhook.OperatorNamespace = c.namespace
+	mgrOpts := ctrl.Options{
 		Scheme:                 controllers.NewScheme(),
 		Cache:                  controllers.CacheOptions(opts),
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: c.probeAddr,
 		LeaderElection:         c.leaderElect,
 		LeaderElectionID:       "iomt-operator.iomt.medinaii.io",
-	})
+	}
+	if c.webhooks {
+		mgrOpts.WebhookServer = iomtwebhook.NewServer(c.webhook)
+	}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), mgrOpts)
 	if err != nil {
 		return fmt.Errorf("failed to create manager: %w", err)
 	}
@@ -90,6 +102,11 @@ func run(c config) error {
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("failed to set up controllers: %w", err)
+	}
+	if c.webhooks {
+		if err := iomtwebhook.SetupWebhooks(mgr, c.webhook); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("failed to add health check: %w", err)
