@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -85,4 +87,14 @@ func controllerRef(obj client.Object, gvkAPIVersion, kind string) metav1.OwnerRe
 		APIVersion: gvkAPIVersion, Kind: kind, Name: obj.GetName(), UID: obj.GetUID(),
 		Controller: &yes, BlockOwnerDeletion: &yes,
 	}
+}
+
+// requeueOnConflict turns a write conflict, someone else having written the
+// object since it was read, into a quiet retry shortly after: it is
+// routine, not an error worth a stack trace or the error metric.
+func requeueOnConflict(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
+	return ctrl.Result{}, err
 }

@@ -115,7 +115,7 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	recordDeviceMetrics(&dev, st)
 
 	if err := r.patchStatus(ctx, &dev, st); err != nil {
-		return ctrl.Result{}, err
+		return requeueOnConflict(err)
 	}
 	return ctrl.Result{RequeueAfter: rec.NextCheck(now, settings)}, nil
 }

@@ -41,6 +41,8 @@ type SegmentPolicyReconciler struct {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // Reconcile computes the segment, writes or removes its NetworkPolicy, and
 // records the outcome in status.
@@ -75,7 +77,7 @@ func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	recordSegmentMetrics(&seg, status)
 
 	if err := r.patchStatus(ctx, &seg, status); err != nil {
-		return ctrl.Result{}, err
+		return requeueOnConflict(err)
 	}
 	return ctrl.Result{}, writeErr
 }
@@ -153,8 +155,11 @@ func (r *SegmentPolicyReconciler) setConditions(seg *iomtv1.SegmentPolicy, st *i
 
 	if compileErr != nil {
 		// Leave Enforced and Conflict as they were: what is enforced stays.
-		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonInvalidSpec,
-			compileErr.Error()+"; the policy already in place is kept unchanged")
+		kept := "; nothing is written until it is fixed"
+		if len(st.Policies) > 0 {
+			kept = "; the policies already in place are kept unchanged"
+		}
+		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonInvalidSpec, compileErr.Error()+kept)
 		return
 	}
 
@@ -189,10 +194,14 @@ func (r *SegmentPolicyReconciler) setConditions(seg *iomtv1.SegmentPolicy, st *i
 		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonApplyFailed, writeErr.Error())
 	case len(res.Unresolved) > 0:
 		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonUnresolvedPeers,
-			"left out, allowing nothing: "+truncList(res.Unresolved))
+			"peers that stand for nobody are left out of the policy (a flow with no peer left "+
+				"allows nothing): "+truncList(res.Unresolved))
 	case len(res.Conflicts) > 0:
 		set(iomtv1.ConditionReady, metav1.ConditionFalse, iomtv1.ReasonOverlappingSegments,
 			"some selected devices are also selected by another segment")
+	case st.Enforcement == iomtv1.EnforcementObserve:
+		set(iomtv1.ConditionReady, metav1.ConditionTrue, iomtv1.ReasonReconciled,
+			"the segment is computed and reported as its spec asks; Observe writes nothing")
 	default:
 		set(iomtv1.ConditionReady, metav1.ConditionTrue, iomtv1.ReasonReconciled,
 			"the segment is computed and written as its spec asks")
@@ -200,7 +209,9 @@ func (r *SegmentPolicyReconciler) setConditions(seg *iomtv1.SegmentPolicy, st *i
 }
 
 // patchStatus writes status only when it changed, and emits Events for the
-// conditions that moved.
+// conditions that moved. It writes the whole status, so counts of zero
+// show as 0 rather than not at all; the resourceVersion guards against
+// writing over a newer object.
 func (r *SegmentPolicyReconciler) patchStatus(ctx context.Context, seg *iomtv1.SegmentPolicy,
 	st *iomtv1.SegmentPolicyStatus) error {
 	if equality.Semantic.DeepEqual(&seg.Status, st) {
@@ -208,8 +219,7 @@ func (r *SegmentPolicyReconciler) patchStatus(ctx context.Context, seg *iomtv1.S
 	}
 	before := seg.DeepCopy()
 	seg.Status = *st
-	if err := r.Status().Patch(ctx, seg, client.MergeFromWithOptions(before,
-		client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Status().Update(ctx, seg); err != nil {
 		return fmt.Errorf("failed to update SegmentPolicy status: %w", err)
 	}
 

@@ -197,7 +197,7 @@ var _ = Describe("SegmentPolicy controller", func() {
 			By("opening it to everyone by hand")
 			edited := want.DeepCopy()
 			edited.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{}}
-			Expect(k8s.Update(ctx, edited)).To(Succeed())
+			Expect(k8s.Patch(ctx, edited, client.MergeFrom(want))).To(Succeed())
 			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec", Equal(want.Spec)))
 
 			By("deleting it")
@@ -223,6 +223,7 @@ var _ = Describe("SegmentPolicy controller", func() {
 
 			var s iomtv1.SegmentPolicy
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pumps"}, &s)).To(Succeed())
+			unchanged := s.DeepCopy()
 			s.Spec.Flows = append(s.Spec.Flows, iomtv1.Flow{
 				Name: "bad", Direction: iomtv1.DirectionEgress,
 				Peers: []iomtv1.Peer{{Pods: &iomtv1.PodPeer{PodSelector: &metav1.LabelSelector{
@@ -230,7 +231,7 @@ var _ = Describe("SegmentPolicy controller", func() {
 				}}}},
 				Protocols: []iomtv1.ProtocolPort{named(iomtv1.ProtocolFHIR)},
 			})
-			Expect(k8s.Update(ctx, &s)).To(Succeed())
+			Expect(k8s.Patch(ctx, &s, client.MergeFrom(unchanged))).To(Succeed())
 
 			Eventually(segmentCondition(ctx, ns, "pumps", iomtv1.ConditionReady)).Should(And(
 				haveReason(metav1.ConditionFalse, iomtv1.ReasonInvalidSpec),

@@ -68,9 +68,11 @@ type SegmentPolicySpec struct {
 	// +optional
 	DNS DNSMode `json:"dns,omitempty"`
 
-	// quarantine says what stays open for quarantined members. When left
-	// out, restricted members keep only essential flows and isolated ones
-	// nothing at all.
+	// quarantine says what quarantines members and what stays open for
+	// them. When left out, restricted members keep their essential flows,
+	// their own LAN link and DNS; isolated ones keep only the attestation
+	// endpoint; failed verification restricts; vulnerable firmware is only
+	// reported.
 	// +optional
 	Quarantine *QuarantinePolicy `json:"quarantine,omitempty"`
 }
@@ -231,7 +233,7 @@ type SegmentPolicyStatus struct {
 
 	// quarantinedCount is how many members are restricted or isolated.
 	// +optional
-	QuarantinedCount int32 `json:"quarantinedCount,omitempty"`
+	QuarantinedCount int32 `json:"quarantinedCount"`
 
 	// ingressRules and egressRules count the rules the segment's policy
 	// holds (or would hold, in Observe).

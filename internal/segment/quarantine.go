@@ -2,6 +2,7 @@ package segment
 
 import (
 	"fmt"
+	"strings"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 )
@@ -81,10 +82,16 @@ func vulnerableQuarantine(d *iomtv1.MedicalDevice, seg *iomtv1.SegmentPolicy) (Q
 		VulnerableFirmwareOf(seg) != iomtv1.VulnerableRestrict {
 		return Quarantine{}, false
 	}
+	var ids []string
+	for _, a := range v.Advisories {
+		if a.Status == iomtv1.VulnerabilityKnownAffected {
+			ids = append(ids, a.ID)
+		}
+	}
 	return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonKnownVulnerable,
-		Message: fmt.Sprintf("firmware %s is affected by %d advisories and segment %s restricts "+
+		Message: fmt.Sprintf("firmware %s is listed as affected by %s and segment %s restricts "+
 			"such devices; restricted until the firmware changes or a person accepts the risk",
-			v.FirmwareVersion, v.AdvisoryCount, seg.Name)}, true
+			v.FirmwareVersion, strings.Join(ids, ", "), seg.Name)}, true
 }
 
 // OnVerificationFailureOf returns what a failed verification does in the
