@@ -130,16 +130,20 @@ func setSegmented(st *iomtv1.MedicalDeviceStatus, gen int64, a segment.Assignmen
 	conditions.Set(&st.Conditions, gen, iomtv1.ConditionSegmented, status, a.Reason, a.Message)
 }
 
-// setReady sums up: Ready when the device is segmented, verification has
-// not failed and nothing quarantines it.
+// setReady sums up: Ready when the device is segmented, its identity (where
+// the operator issues one) is in order, verification has not failed and
+// nothing quarantines it.
 func setReady(st *iomtv1.MedicalDeviceStatus, gen int64) {
 	set := func(s metav1.ConditionStatus, reason, msg string) {
 		conditions.Set(&st.Conditions, gen, iomtv1.ConditionReady, s, reason, msg)
 	}
 	seg := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionSegmented)
+	id := meta.FindStatusCondition(st.Conditions, iomtv1.ConditionIdentityIssued)
 	switch {
 	case seg.Status != metav1.ConditionTrue:
 		set(metav1.ConditionFalse, seg.Reason, seg.Message)
+	case id != nil && id.Status == metav1.ConditionFalse:
+		set(metav1.ConditionFalse, id.Reason, id.Message)
 	case st.Quarantine.State != iomtv1.QuarantineNone:
 		set(metav1.ConditionFalse, iomtv1.ReasonQuarantined, st.Quarantine.Message)
 	case st.Verification.State == iomtv1.VerificationFailed:

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"maps"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -27,6 +28,11 @@ type Options struct {
 	// Reports receives what verifiers report through the attestation
 	// endpoint; a new, unconnected store when nil.
 	Reports *Reports
+	// Identity, when set, runs the device certificate controllers too.
+	Identity *IdentityOptions
+	// Attestation, when set together with Identity, serves the endpoint
+	// verifier sidecars report to.
+	Attestation *AttestationOptions
 }
 
 // DefaultNamespace is the operator's namespace when none is given.
@@ -59,19 +65,20 @@ func CacheOptions(opts Options) cache.Options {
 	if err != nil {
 		panic(err)
 	}
-	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&networkingv1.NetworkPolicy{}: {
-				Label: labels.SelectorFromSet(labels.Set{segment.ManagedByLabel: segment.ManagedByValue}),
-			},
-			&corev1.ConfigMap{}: {
-				Namespaces: map[string]cache.Config{
-					opts.namespace(): {LabelSelector: labels.NewSelector().Add(*hasAdvisories)},
-				},
+	byObject := map[client.Object]cache.ByObject{
+		&networkingv1.NetworkPolicy{}: {
+			Label: labels.SelectorFromSet(labels.Set{segment.ManagedByLabel: segment.ManagedByValue}),
+		},
+		&corev1.ConfigMap{}: {
+			Namespaces: map[string]cache.Config{
+				opts.namespace(): {LabelSelector: labels.NewSelector().Add(*hasAdvisories)},
 			},
 		},
 	}
+	if opts.Identity != nil {
+		maps.Copy(byObject, IdentityCacheObjects())
+	}
+	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: byObject}
 }
 
 // Setup registers every controller with the manager.
@@ -96,5 +103,25 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&BaselineReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)
+	if err := (&BaselineReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).
+		SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if opts.Identity == nil {
+		return nil
+	}
+	id := *opts.Identity
+	if id.OperatorNamespace == "" {
+		id.OperatorNamespace = opts.namespace()
+	}
+	auth, err := setupIdentity(ctx, mgr, id)
+	if err != nil || opts.Attestation == nil {
+		return err
+	}
+	id, err = id.complete()
+	if err != nil {
+		return err
+	}
+	return mgr.Add(&attestationEndpoint{opts: *opts.Attestation, trustDomain: id.TrustDomain,
+		namespace: id.OperatorNamespace, auth: auth, reports: reports})
 }

@@ -7,7 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"net"
+	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -32,6 +35,9 @@ type config struct {
 	dnsPodLabels  string
 	webhooks      bool
 	webhook       iomtwebhook.Options
+	identity      controllers.IdentityOptions
+	attestation   controllers.AttestationOptions
+	attestHosts   string
 }
 
 func main() {
@@ -52,6 +58,25 @@ func main() {
 		"Serve the pod admission webhooks (identity injection and workload binding). Turn off "+
 			"only when the API server cannot reach the operator, as when running it outside the cluster.")
 	c.webhook.BindFlags(flag.CommandLine)
+	flag.StringVar(&c.identity.TrustDomain, "trust-domain", "iomt.local",
+		"SPIFFE trust domain of device identities.")
+	flag.DurationVar(&c.identity.DefaultLifetime, "identity-lifetime", 24*time.Hour,
+		"Lifetime of device certificates whose MedicalDevice does not set spec.identity.lifetime.")
+	flag.DurationVar(&c.identity.CALifetime, "ca-lifetime", 365*24*time.Hour,
+		"Lifetime of each device CA the operator makes; it is rotated two thirds through.")
+	flag.DurationVar(&c.identity.PropagationDelay, "ca-propagation-delay", 2*time.Minute,
+		"How long a CA rotation waits, once every trust bundle holds the new CA, before signing with it.")
+	flag.BoolVar(&c.identity.CertManager.Default, "cert-manager-default", false,
+		"Have cert-manager sign device certificates in namespaces that do not choose.")
+	flag.StringVar(&c.identity.CertManager.IssuerName, "cert-manager-issuer-name", "",
+		"The cert-manager issuer that signs device certificates.")
+	flag.StringVar(&c.identity.CertManager.IssuerKind, "cert-manager-issuer-kind", "ClusterIssuer",
+		"Issuer or ClusterIssuer.")
+	flag.StringVar(&c.attestation.Addr, "attestation-bind-address", ":8444",
+		"Address of the attestation endpoint verifier sidecars report to; 0 turns it off.")
+	flag.StringVar(&c.attestHosts, "attestation-hosts", "",
+		"DNS names verifiers use to reach the attestation endpoint, comma-separated; default "+
+			"iomt-operator-attestation.<namespace>.svc and its .cluster.local form.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -68,9 +93,24 @@ func run(c config) error {
 	if err != nil {
 		return fmt.Errorf("failed to parse --dns-pod-labels: %w", err)
 	}
-	opts := controllers.Options{
-		Segment:   segment.Config{DNSNamespace: c.dnsNamespace, DNSPodLabels: dnsLabels},
-		Namespace: c.namespace,
+	segCfg := segment.DefaultConfig()
+	segCfg.DNSNamespace, segCfg.DNSPodLabels = c.dnsNamespace, dnsLabels
+	segCfg.AttestationNamespace = c.namespace
+	c.identity.OperatorNamespace = c.namespace
+	opts := controllers.Options{Segment: segCfg, Namespace: c.namespace, Identity: &c.identity}
+	opts.Segment.AttestationPort = 0
+	if c.attestation.Addr != "0" {
+		_, port, err := net.SplitHostPort(c.attestation.Addr)
+		if err != nil {
+			return fmt.Errorf("failed to parse --attestation-bind-address: %w", err)
+		}
+		p, err := strconv.ParseInt(port, 10, 32)
+		if err != nil {
+			return fmt.Errorf("failed to parse --attestation-bind-address port: %w", err)
+		}
+		opts.Segment.AttestationPort = int32(p)
+		c.attestation.Hosts = attestationHosts(c.attestHosts, c.namespace)
+		opts.Attestation = &c.attestation
 	}
 
 	metricsOpts := metricsserver.Options{
@@ -115,6 +155,15 @@ func run(c config) error {
 		return fmt.Errorf("failed to add ready check: %w", err)
 	}
 	return mgr.Start(ctx)
+}
+
+// attestationHosts are the names in the attestation endpoint's certificate.
+func attestationHosts(flagValue, namespace string) []string {
+	if flagValue != "" {
+		return strings.Split(flagValue, ",")
+	}
+	svc := "iomt-operator-attestation." + namespace + ".svc"
+	return []string{svc, svc + ".cluster.local"}
 }
 
 func envOr(key, fallback string) string {
