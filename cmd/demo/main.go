@@ -214,6 +214,14 @@ func report(ctx context.Context, c client.Client, namespaces []string, out io.Wr
 		return err
 	}
 
+	fmt.Fprintln(out, "\nIdentities: each device's certificate from the operator's CA, in a Secret it owns")
+	if err := clinic.WaitForIdentities(ctx, c, namespaces, convergeTimeout); err != nil {
+		return err
+	}
+	if err := clinic.WriteIdentities(ctx, c, namespaces, out); err != nil {
+		return err
+	}
+
 	fmt.Fprintln(out, "\nSecurity advisories: what they say about each device's firmware and what the "+
 		"operator did")
 	if err := clinic.WriteVulnerabilities(ctx, c, namespaces, out); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,8 +22,19 @@ import (
 // cfg, with metrics and health probes off, until ctx ends. It returns once
 // the operator's caches are filled; the returned channel then receives what
 // the manager returned when it stops, nil after a clean shutdown.
+//
+// Device identity runs too: the operator's CA lives in its namespace,
+// which StartOperator creates.
 func StartOperator(ctx context.Context, cfg *rest.Config) (<-chan error, error) {
-	opts := controllers.Options{Segment: segment.DefaultConfig()}
+	opts := controllers.Options{Segment: segment.DefaultConfig(), Identity: &controllers.IdentityOptions{}}
+	c, err := NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllers.DefaultNamespace}}
+	if err := client.IgnoreAlreadyExists(c.Create(ctx, ns)); err != nil {
+		return nil, fmt.Errorf("failed to create the operator's namespace: %w", err)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 controllers.NewScheme(),
 		Cache:                  controllers.CacheOptions(opts),

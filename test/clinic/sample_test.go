@@ -205,6 +205,21 @@ var _ = Describe("Sample clinic", Ordered, func() {
 		)
 	})
 
+	It("should keep device private keys encrypted in etcd", func(ctx SpecContext) {
+		Expect(WaitForIdentities(ctx, k8sClient, namespaces, time.Minute)).To(Succeed())
+		var secret corev1.Secret
+		key := client.ObjectKey{Namespace: "icu", Name: iomtv1.IdentitySecretName("icu-pump-alaris-01")}
+		Expect(k8sClient.Get(ctx, key, &secret)).To(Succeed())
+		Expect(string(secret.Data["tls.key"])).To(ContainSubstring("PRIVATE KEY"),
+			"the API server hands the key out in the clear")
+
+		raw, err := cp.ReadEtcd(ctx, SecretKey(key.Namespace, key.Name))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(IsEncrypted(raw)).To(BeTrue(), "etcd holds %.40q", raw)
+		Expect(string(raw)).NotTo(ContainSubstring("PRIVATE KEY"))
+		Expect(string(raw)).NotTo(ContainSubstring(key.Name), "metadata is encrypted too")
+	})
+
 	It("should rewrite nothing once settled", func(ctx SpecContext) {
 		versions := func() map[string]string {
 			out := map[string]string{}
