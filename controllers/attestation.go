@@ -53,6 +53,10 @@ func (e *attestationEndpoint) Start(ctx context.Context) error {
 // NeedLeaderElection keeps the endpoint on the leader.
 func (e *attestationEndpoint) NeedLeaderElection() bool { return true }
 
+// clientCAs are the operator's own device CAs.
+// TODO: CAs of cert-manager issuers are not trusted, so verifiers of devices
+// whose certificates cert-manager signs are refused and their verification
+// stays Pending: silence never quarantines them.
 func (e *attestationEndpoint) clientCAs() *x509.CertPool {
 	pool := x509.NewCertPool()
 	if set := e.auth.current(); set != nil {

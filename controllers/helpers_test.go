@@ -3,9 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync/atomic"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -15,24 +13,6 @@ import (
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 )
-
-// countWrites counts every request that is not a read.
-func countWrites(n *atomic.Int64) func(http.RoundTripper) http.RoundTripper {
-	return func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			switch req.Method {
-			case http.MethodGet, http.MethodHead, http.MethodOptions:
-			default:
-				n.Add(1)
-			}
-			return rt.RoundTrip(req)
-		})
-	}
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // newNamespace creates a namespace with a random name for one test.
 func newNamespace(ctx context.Context) string {

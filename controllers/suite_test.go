@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,13 +20,14 @@ import (
 
 	"github.com/medinaii/iomt-operator/controllers"
 	"github.com/medinaii/iomt-operator/internal/segment"
+	writelog "github.com/medinaii/iomt-operator/test/writes"
 )
 
 var (
 	testEnv   *envtest.Environment
 	k8s       client.Client
 	scheme    *runtime.Scheme
-	writes    atomic.Int64
+	writes    writelog.Log
 	cancelMgr context.CancelFunc
 	// reports is where the tests play the attestation endpoint.
 	reports = controllers.NewReports()
@@ -59,7 +59,7 @@ var _ = BeforeSuite(func() {
 	// The operator gets its own connection whose writes are counted, so a
 	// test can tell whether a steady cluster sees any.
 	opCfg := rest.CopyConfig(cfg)
-	opCfg.WrapTransport = countWrites(&writes)
+	opCfg.WrapTransport = writes.Wrap
 	mgr, err := ctrl.NewManager(opCfg, ctrl.Options{
 		Scheme:  scheme,
 		Cache:   controllers.CacheOptions(controllers.Options{}),

@@ -10,10 +10,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/gomega"
@@ -31,46 +29,7 @@ import (
 	"github.com/medinaii/iomt-operator/internal/identity"
 )
 
-// writeLog counts the operator's writes by the namespace they touch.
-type writeLog struct {
-	mu sync.Mutex
-	n  map[string]int
-}
 
-func newWriteLog() *writeLog { return &writeLog{n: map[string]int{}} }
-
-func (w *writeLog) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		switch req.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
-		default:
-			w.mu.Lock()
-			w.n[namespaceOf(req.URL.Path)]++
-			w.mu.Unlock()
-		}
-		return rt.RoundTrip(req)
-	})
-}
-
-func (w *writeLog) in(ns string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.n[ns]
-}
-
-func namespaceOf(path string) string {
-	parts := strings.Split(path, "/")
-	for i := 0; i+1 < len(parts); i++ {
-		if parts[i] == "namespaces" {
-			return parts[i+1]
-		}
-	}
-	return ""
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // newNamespace creates a namespace with a random name.
 func newNamespace(ctx context.Context, labels, annotations map[string]string) string {

@@ -353,9 +353,9 @@ var _ = Describe("Device identity", func() {
 
 			var settled int
 			Eventually(func() bool {
-				before := writes.in(ns)
+				before := writes.In(ns)
 				time.Sleep(2 * time.Second)
-				settled = writes.in(ns)
+				settled = writes.In(ns)
 				return before == settled
 			}).Should(BeTrue())
 
@@ -372,13 +372,13 @@ var _ = Describe("Device identity", func() {
 			metav1.SetMetaDataAnnotation(&cm.ObjectMeta, "backup.example.org/last", "now")
 			Expect(k8s.Update(ctx, &cm)).To(Succeed())
 
-			Consistently(func() int { return writes.in(ns) }, 3*time.Second, 250*time.Millisecond).
+			Consistently(func() int { return writes.In(ns) }, 3*time.Second, 250*time.Millisecond).
 				Should(Equal(settled))
 
 			By("restarting the operator, which reads everything again")
 			stopOperator()
 			startOperator()
-			Consistently(func() int { return writes.in(ns) }, 5*time.Second, 250*time.Millisecond).
+			Consistently(func() int { return writes.In(ns) }, 5*time.Second, 250*time.Millisecond).
 				Should(Equal(settled))
 			for i := range 3 {
 				issued(ctx, ns, fmt.Sprintf("monitor-%d", i))

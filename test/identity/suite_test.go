@@ -27,6 +27,7 @@ import (
 
 	"github.com/medinaii/iomt-operator/controllers"
 	"github.com/medinaii/iomt-operator/internal/segment"
+	writelog "github.com/medinaii/iomt-operator/test/writes"
 )
 
 const (
@@ -48,7 +49,7 @@ var (
 	k8s     client.Client
 	// opCfg is the operator's connection to the API server.
 	opCfg        *rest.Config
-	writes       = newWriteLog()
+	writes       = &writelog.Log{}
 	stopOperator func()
 )
 
@@ -82,7 +83,7 @@ var _ = BeforeSuite(func() {
 	// The operator gets its own connection whose writes are counted per
 	// namespace, so a spec can tell whether a steady namespace sees any.
 	opCfg = rest.CopyConfig(cfg)
-	opCfg.WrapTransport = writes.wrap
+	opCfg.WrapTransport = writes.Wrap
 	startOperator()
 })
 

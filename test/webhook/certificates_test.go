@@ -8,11 +8,9 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -26,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	iomtwebhook "github.com/medinaii/iomt-operator/internal/webhook"
+	writelog "github.com/medinaii/iomt-operator/test/writes"
 )
 
 // A second operator that manages its own serving certificate, with its own
@@ -35,7 +34,7 @@ var _ = Describe("Managed serving certificates", Ordered, func() {
 	const rotationLabel = "webhook.test/rotation"
 	var (
 		ropts  iomtwebhook.Options
-		writes atomic.Int64
+		writes writelog.Log
 		stop   context.CancelFunc
 		ns     string
 	)
@@ -141,7 +140,7 @@ var _ = Describe("Managed serving certificates", Ordered, func() {
 		Expect(admitted()).To(HaveOccurred(), "no caBundle yet: the webhooks fail closed")
 
 		opCfg := rest.CopyConfig(cfg)
-		opCfg.WrapTransport = countWrites(&writes)
+		opCfg.WrapTransport = writes.Wrap
 		mgr, err := ctrl.NewManager(opCfg, ctrl.Options{
 			Scheme:                 newScheme(),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -178,8 +177,8 @@ var _ = Describe("Managed serving certificates", Ordered, func() {
 	})
 
 	It("should write nothing while the certificate is good", func() {
-		before := writes.Load()
-		Consistently(writes.Load).Should(Equal(before))
+		before := writes.Total()
+		Consistently(writes.Total).Should(Equal(before))
 	})
 
 	It("should restore a caBundle someone emptied", func() {
@@ -207,23 +206,7 @@ var _ = Describe("Managed serving certificates", Ordered, func() {
 	})
 })
 
-// countWrites counts every request that is not a read.
-func countWrites(n *atomic.Int64) func(http.RoundTripper) http.RoundTripper {
-	return func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			switch req.Method {
-			case http.MethodGet, http.MethodHead, http.MethodOptions:
-			default:
-				n.Add(1)
-			}
-			return rt.RoundTrip(req)
-		})
-	}
-}
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // pemDER returns the DER of the first certificate in a PEM bundle.
 func pemDER(bundle []byte) []byte {
