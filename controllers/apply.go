@@ -42,6 +42,16 @@ func applyPolicy(ctx context.Context, c client.Client, want *networkingv1.Networ
 	obj := &unstructured.Unstructured{Object: u}
 	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(obj.Object, "status")
+	// An empty rule list means "allow nothing" and must be ours too: left
+	// out of the apply, a list someone else added (an allow-all [{}], say)
+	// would survive.
+	for _, dir := range []string{"ingress", "egress"} {
+		if _, found, _ := unstructured.NestedSlice(obj.Object, "spec", dir); !found {
+			if err := unstructured.SetNestedSlice(obj.Object, []any{}, "spec", dir); err != nil {
+				return false, fmt.Errorf("failed to prepare NetworkPolicy %s: %w", want.Name, err)
+			}
+		}
+	}
 	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj),
 		client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return false, fmt.Errorf("failed to apply NetworkPolicy %s: %w", client.ObjectKeyFromObject(want), err)

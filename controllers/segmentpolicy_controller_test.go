@@ -204,8 +204,23 @@ var _ = Describe("SegmentPolicy controller", func() {
 			Expect(k8s.Delete(ctx, want)).To(Succeed())
 			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec", Equal(want.Spec)))
 
-			By("deleting the baseline")
+			By("adding an allow-all list where the policy has none")
 			base, err := policy(ctx, ns, segment.BaselineName)()
+			Expect(err).NotTo(HaveOccurred())
+			opened := base.DeepCopy()
+			opened.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
+			opened.Spec.Egress = []networkingv1.NetworkPolicyEgressRule{{}}
+			Expect(k8s.Patch(ctx, opened, client.MergeFrom(base))).To(Succeed())
+			Eventually(policy(ctx, ns, segment.BaselineName)).Should(And(
+				HaveField("Spec.Ingress", BeEmpty()), HaveField("Spec.Egress", BeEmpty())))
+			seg, _ := policy(ctx, ns, "iomt-segment-pumps")()
+			openedSeg := seg.DeepCopy()
+			openedSeg.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{}}
+			Expect(k8s.Patch(ctx, openedSeg, client.MergeFrom(seg))).To(Succeed())
+			Eventually(policy(ctx, ns, "iomt-segment-pumps")).Should(HaveField("Spec.Ingress", BeEmpty()))
+
+			By("deleting the baseline")
+			base, err = policy(ctx, ns, segment.BaselineName)()
 			Expect(err).NotTo(HaveOccurred())
 			Expect(k8s.Delete(ctx, base)).To(Succeed())
 			Eventually(policy(ctx, ns, segment.BaselineName)).Should(HaveField("UID", Not(Equal(base.UID))))
