@@ -139,6 +139,14 @@ func (r *SegmentPolicyReconciler) deletePolicies(ctx context.Context, namespace,
 		if keep[name] {
 			continue
 		}
+		var have networkingv1.NetworkPolicy
+		err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &have)
+		if apierrors.IsNotFound(err) || (err == nil && have.Labels[segment.SegmentLabel] != segmentName) {
+			continue // not there, or another segment's
+		}
+		if err != nil {
+			return fmt.Errorf("failed to read NetworkPolicy %s/%s: %w", namespace, name, err)
+		}
 		if _, err := deletePolicy(ctx, r.Client, namespace, name); err != nil {
 			return err
 		}

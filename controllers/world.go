@@ -20,9 +20,13 @@ func peerNamespaces(obj client.Object) []string {
 	if !ok {
 		return nil
 	}
+	flows := s.Spec.Flows
+	if s.Spec.Quarantine != nil {
+		flows = append(append([]iomtv1.Flow(nil), flows...), s.Spec.Quarantine.Remediation...)
+	}
 	seen := map[string]bool{}
 	var out []string
-	for _, f := range s.Spec.Flows {
+	for _, f := range flows {
 		for _, p := range f.Peers {
 			if p.Segment == nil {
 				continue

@@ -71,9 +71,11 @@ type ProtocolPort struct {
 }
 
 // LANAddress is where a device sits on the clinic network: one IP address
-// (10.20.1.15, fd00::15) or a network in CIDR form with no host bits set
-// (10.20.1.0/28).
+// (10.20.1.15, fd00::15) or a small network in CIDR form with no host bits
+// set (10.20.1.0/28): at least /24 for IPv4 and /64 for IPv6, since every
+// address in it is opened to the device's peers.
 //
 // +kubebuilder:validation:MaxLength=43
 // +kubebuilder:validation:XValidation:rule="isIP(self) || (isCIDR(self) && cidr(self) == cidr(self).masked())",message="must be an IP address such as 10.20.1.15, or a CIDR with no host bits set such as 10.20.1.0/28"
+// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).prefixLength() >= (cidr(self).ip().family() == 4 ? 24 : 64)",message="a device address range must be at least /24 (IPv4) or /64 (IPv6): every address in it is opened to the device's peers"
 type LANAddress string

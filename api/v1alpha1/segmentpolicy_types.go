@@ -184,7 +184,7 @@ type PodPeer struct {
 
 // CIDRPeer is a network range with optional holes.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.except) || self.except.all(e, cidr(self.cidr).containsCIDR(e) && e != self.cidr)",message="every except entry must lie strictly inside cidr",fieldPath=".except"
+// +kubebuilder:validation:XValidation:rule="!has(self.except) || self.except.all(e, cidr(self.cidr).containsCIDR(e) && cidr(e).prefixLength() > cidr(self.cidr).prefixLength())",message="every except entry must lie strictly inside cidr",fieldPath=".except"
 type CIDRPeer struct {
 	// cidr is the range, for example 10.40.0.0/16, with no host bits set.
 	// +required
@@ -263,6 +263,7 @@ type SegmentPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Conflict",type=string,JSONPath=`.status.conditions[?(@.type=="Conflict")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 50",message="metadata.name must be at most 50 characters: a SegmentPolicy name becomes part of the names and labels of the policies the operator writes"
+// +kubebuilder:validation:XValidation:rule="!self.metadata.name.endsWith('-restricted') && !self.metadata.name.endsWith('-isolated')",message="metadata.name must not end in -restricted or -isolated: the operator names a segment's quarantine policies that way"
 type SegmentPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -60,8 +60,7 @@ func verificationQuarantine(d *iomtv1.MedicalDevice, seg *iomtv1.SegmentPolicy) 
 	case iomtv1.QuarantineModeObserve:
 		return Quarantine{}, false
 	case iomtv1.QuarantineModeIsolate:
-		if d.Spec.Criticality != iomtv1.CriticalityLifeSustaining ||
-			d.Annotations[iomtv1.IsolationApprovedByAnnotation] != "" {
+		if d.Spec.Criticality != iomtv1.CriticalityLifeSustaining || isolationApproved(d) {
 			return Quarantine{State: iomtv1.QuarantineIsolated, Reason: iomtv1.ReasonVerificationFailed,
 				Message: why + "; isolated: only remediation flows remain"}, true
 		}
@@ -126,7 +125,7 @@ func manualQuarantine(d *iomtv1.MedicalDevice) (Quarantine, bool) {
 	switch asked {
 	case "Isolate":
 		if d.Spec.Criticality == iomtv1.CriticalityLifeSustaining &&
-			d.Annotations[iomtv1.IsolationApprovedByAnnotation] == "" {
+			!isolationApproved(d) {
 			return Quarantine{State: iomtv1.QuarantineRestricted, Reason: iomtv1.ReasonIsolationNotApproved,
 				Message: fmt.Sprintf("isolation of a LifeSustaining device needs the %s annotation; "+
 					"restricted to essential and remediation flows instead",
@@ -142,6 +141,12 @@ func manualQuarantine(d *iomtv1.MedicalDevice) (Quarantine, bool) {
 			Message: fmt.Sprintf("%s=%q is neither Restrict nor Isolate; taken as Restrict",
 				iomtv1.QuarantineAnnotation, asked)}, true
 	}
+}
+
+// isolationApproved reports whether a person is named as approving the
+// isolation; a blank name approves nothing.
+func isolationApproved(d *iomtv1.MedicalDevice) bool {
+	return strings.TrimSpace(d.Annotations[iomtv1.IsolationApprovedByAnnotation]) != ""
 }
 
 // tier ranks a flow by how much of a quarantine it survives.
