@@ -62,7 +62,7 @@ func (b *segmentBuilder) classes(c ...iomtv1.DeviceClass) *segmentBuilder {
 	return b
 }
 func (b *segmentBuilder) labels(kv map[string]string) *segmentBuilder {
-	b.s.Spec.DeviceSelector.Labels = &metav1.LabelSelector{MatchLabels: kv}
+	b.s.Spec.DeviceSelector.Labels = iomtv1.SelectorFromLabels(kv)
 	return b
 }
 func (b *segmentBuilder) mode(m iomtv1.EnforcementMode) *segmentBuilder {

@@ -241,9 +241,8 @@ var _ = Describe("SegmentPolicy controller", func() {
 			unchanged := s.DeepCopy()
 			s.Spec.Flows = append(s.Spec.Flows, iomtv1.Flow{
 				Name: "bad", Direction: iomtv1.DirectionEgress,
-				Peers: []iomtv1.Peer{{Pods: &iomtv1.PodPeer{PodSelector: &metav1.LabelSelector{
-					MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "In"}},
-				}}}},
+				Peers: []iomtv1.Peer{{Pods: &iomtv1.PodPeer{PodSelector: iomtv1.SelectorFromLabels(
+					map[string]string{"not a key": "x"})}}},
 				Protocols: []iomtv1.ProtocolPort{named(iomtv1.ProtocolFHIR)},
 			})
 			Expect(k8s.Patch(ctx, &s, client.MergeFrom(unchanged))).To(Succeed())

@@ -85,7 +85,7 @@ type DeviceSelector struct {
 	// labels select MedicalDevices by their own labels. An empty selector
 	// ({}) selects every MedicalDevice in the namespace.
 	// +optional
-	Labels *metav1.LabelSelector `json:"labels,omitempty"`
+	Labels *LabelSelector `json:"labels,omitempty"`
 
 	// classes select MedicalDevices by spec.class. At most 8.
 	// +optional
@@ -174,12 +174,12 @@ type PodPeer struct {
 	// carries kubernetes.io/metadata.name=<name>. When left out, only this
 	// segment's namespace.
 	// +optional
-	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	NamespaceSelector *LabelSelector `json:"namespaceSelector,omitempty"`
 
 	// podSelector selects pods by their labels within those namespaces.
 	// When left out, every pod in them.
 	// +optional
-	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+	PodSelector *LabelSelector `json:"podSelector,omitempty"`
 }
 
 // CIDRPeer is a network range with optional holes.

@@ -336,8 +336,8 @@ func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer, t tier
 		return memberPeers(seg.Namespace, k.Namespace, devs), ""
 	case p.Pods != nil:
 		return []networkingv1.NetworkPolicyPeer{{
-			NamespaceSelector: p.Pods.NamespaceSelector.DeepCopy(),
-			PodSelector:       p.Pods.PodSelector.DeepCopy(),
+			NamespaceSelector: p.Pods.NamespaceSelector.Kubernetes(),
+			PodSelector:       p.Pods.PodSelector.Kubernetes(),
 		}}, ""
 	case p.CIDR != nil:
 		return []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{
@@ -398,10 +398,10 @@ func validatePeers(seg *iomtv1.SegmentPolicy) error {
 			if p.Pods == nil {
 				continue
 			}
-			if _, err := metav1.LabelSelectorAsSelector(p.Pods.NamespaceSelector); err != nil {
+			if _, err := metav1.LabelSelectorAsSelector(p.Pods.NamespaceSelector.Kubernetes()); err != nil {
 				return fmt.Errorf("spec.flows[%s].peers[%d].pods.namespaceSelector: %w", f.Name, i, err)
 			}
-			if _, err := metav1.LabelSelectorAsSelector(p.Pods.PodSelector); err != nil {
+			if _, err := metav1.LabelSelectorAsSelector(p.Pods.PodSelector.Kubernetes()); err != nil {
 				return fmt.Errorf("spec.flows[%s].peers[%d].pods.podSelector: %w", f.Name, i, err)
 			}
 		}

@@ -222,7 +222,7 @@ func deviceSelector(ds iomtv1.DeviceSelector) (labels.Selector, error) {
 	if ds.Labels == nil {
 		return labels.Everything(), nil
 	}
-	return metav1.LabelSelectorAsSelector(ds.Labels)
+	return metav1.LabelSelectorAsSelector(ds.Labels.Kubernetes())
 }
 
 func selects(s *iomtv1.SegmentPolicy, sel labels.Selector, d *iomtv1.MedicalDevice) bool {

@@ -137,10 +137,9 @@ func TestResolve(t *testing.T) {
 	observe := seg("icu", "monitors", iomtv1.ClassPatientMonitor)
 	observe.Spec.Enforcement = iomtv1.EnforcementObserve
 	ward := seg("icu", "ward-3")
-	ward.Spec.DeviceSelector.Labels = &metav1.LabelSelector{MatchLabels: map[string]string{"ward": "3"}}
+	ward.Spec.DeviceSelector.Labels = iomtv1.SelectorFromLabels(map[string]string{"ward": "3"})
 	broken := seg("icu", "broken")
-	broken.Spec.DeviceSelector.Labels = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: "ward", Operator: "In"}}}
+	broken.Spec.DeviceSelector.Labels = iomtv1.SelectorFromLabels(map[string]string{"bad key": "x"})
 	w := World{
 		Segments: []iomtv1.SegmentPolicy{seg("icu", "pumps", iomtv1.ClassInfusionPump), ward, observe, broken,
 			seg("radiology", "pumps", iomtv1.ClassInfusionPump)},

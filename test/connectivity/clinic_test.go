@@ -171,7 +171,7 @@ func classes(c ...iomtv1.DeviceClass) iomtv1.DeviceSelector {
 
 // labelled selects devices by their labels.
 func labelled(kv ...string) iomtv1.DeviceSelector {
-	return iomtv1.DeviceSelector{Labels: &metav1.LabelSelector{MatchLabels: labels(kv...)}}
+	return iomtv1.DeviceSelector{Labels: iomtv1.SelectorFromLabels(labels(kv...))}
 }
 
 // segmentPeer names another SegmentPolicy.
@@ -184,10 +184,10 @@ func segmentPeer(namespace, name string) iomtv1.Peer {
 func podsPeer(namespaceLabels, podLabels map[string]string) iomtv1.Peer {
 	p := &iomtv1.PodPeer{}
 	if namespaceLabels != nil {
-		p.NamespaceSelector = &metav1.LabelSelector{MatchLabels: namespaceLabels}
+		p.NamespaceSelector = iomtv1.SelectorFromLabels(namespaceLabels)
 	}
 	if podLabels != nil {
-		p.PodSelector = &metav1.LabelSelector{MatchLabels: podLabels}
+		p.PodSelector = iomtv1.SelectorFromLabels(podLabels)
 	}
 	return iomtv1.Peer{Pods: p}
 }

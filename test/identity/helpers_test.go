@@ -29,8 +29,6 @@ import (
 	"github.com/medinaii/iomt-operator/internal/identity"
 )
 
-
-
 // newNamespace creates a namespace with a random name.
 func newNamespace(ctx context.Context, labels, annotations map[string]string) string {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{

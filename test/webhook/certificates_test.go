@@ -206,8 +206,6 @@ var _ = Describe("Managed serving certificates", Ordered, func() {
 	})
 })
 
-
-
 // pemDER returns the DER of the first certificate in a PEM bundle.
 func pemDER(bundle []byte) []byte {
 	GinkgoHelper()
