@@ -34,7 +34,9 @@ type AdvisoryStore struct {
 
 type parsedConfigMap struct {
 	resourceVersion string
-	docs            []*advisory.Document
+	// docs are the documents by key, in key order.
+	docs []*advisory.Document
+	keys map[string]*advisory.Document
 }
 
 // Documents returns every advisory currently loaded, in a fixed order.
@@ -59,12 +61,12 @@ func (s *AdvisoryStore) Documents(ctx context.Context, c client.Reader) ([]*advi
 		seen[cm.UID] = true
 		p, ok := s.parsed[cm.UID]
 		if !ok || p.resourceVersion != cm.ResourceVersion {
-			p = s.parse(cm)
+			p = s.parse(cm, p.keys)
 			s.parsed[cm.UID] = p
 		}
 		docs = append(docs, p.docs...)
 		loaded += len(p.docs)
-		failed += len(cm.Data) + len(cm.BinaryData) - len(p.docs)
+		failed += max(len(cm.Data)+len(cm.BinaryData)-len(p.docs), 0)
 	}
 	for uid := range s.parsed {
 		if !seen[uid] {
@@ -77,8 +79,10 @@ func (s *AdvisoryStore) Documents(ctx context.Context, c client.Reader) ([]*advi
 }
 
 // parse reads every key of a ConfigMap as one CSAF document. A key that
-// cannot be read is reported on the ConfigMap, never dropped silently.
-func (s *AdvisoryStore) parse(cm *corev1.ConfigMap) parsedConfigMap {
+// cannot be read is reported on the ConfigMap, never dropped silently; if
+// an earlier version of the key could be read, that version stays in use,
+// so a damaged update does not release the devices it concerns.
+func (s *AdvisoryStore) parse(cm *corev1.ConfigMap, before map[string]*advisory.Document) parsedConfigMap {
 	keys := map[string][]byte{}
 	for k, v := range cm.Data {
 		keys[k] = []byte(v)
@@ -92,21 +96,39 @@ func (s *AdvisoryStore) parse(cm *corev1.ConfigMap) parsedConfigMap {
 	}
 	sort.Strings(names)
 
-	p := parsedConfigMap{resourceVersion: cm.ResourceVersion}
-	var bad []string
+	p := parsedConfigMap{resourceVersion: cm.ResourceVersion, keys: map[string]*advisory.Document{}}
+	var bad, defects []string
 	for _, k := range names {
 		doc, err := advisory.Parse(keys[k])
 		if err != nil {
-			bad = append(bad, fmt.Sprintf("%s: %v", k, err))
-			continue
+			msg := fmt.Sprintf("%s: %v", k, err)
+			if old, ok := before[k]; ok {
+				doc = old
+				msg += " (the version read before stays in use)"
+			}
+			bad = append(bad, msg)
+			if doc == nil {
+				continue
+			}
 		}
 		doc.Path = cm.Name + "/" + k
+		if len(doc.Problems) > 0 {
+			defects = append(defects, fmt.Sprintf("%s: %s", k, truncList(doc.Problems)))
+		}
 		p.docs = append(p.docs, doc)
+		p.keys[k] = doc
 	}
-	if len(bad) > 0 && s.Recorder != nil {
+	if s.Recorder == nil {
+		return p
+	}
+	if len(bad) > 0 {
 		s.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "AdvisoryUnreadable", "Load",
-			"%d of %d advisories cannot be read and are not matched: %s", len(bad), len(names),
-			truncList(bad))
+			"%d of %d advisories cannot be read: %s", len(bad), len(names), truncList(bad))
+	}
+	if len(defects) > 0 {
+		s.Recorder.Eventf(cm, nil, corev1.EventTypeWarning, "AdvisoryDefects", "Load",
+			"%d advisories have defects that may hide affected products: %s", len(defects),
+			truncList(defects))
 	}
 	return p
 }
