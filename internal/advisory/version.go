@@ -71,6 +71,10 @@ var versionPattern = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._+-][A-Za-z0-9]+)*$`)
 // (".x", ".X", ".*"); "9.x" is the whole 9 line.
 var wildcardSuffix = regexp.MustCompile(`(?:\.[xX*])+$`)
 
+// preRelease matches a version with a pre-release part: a dash followed
+// by letters, as in 9.33.1-rc1, 2.0-beta, 1.0-alpha.2.
+var preRelease = regexp.MustCompile(`^[^-]+-[A-Za-z]`)
+
 // markerPattern matches a leading "v" or "r" written directly before a
 // digit ("v22D28", "R2.1.3"): it marks a version and carries no order.
 var markerPattern = regexp.MustCompile(`^[vVrR](\d)`)
@@ -469,6 +473,16 @@ func (c Constraint) Contains(firmware string) (Verdict, string) {
 	if strings.TrimSpace(firmware) == "" {
 		return Unknown, fmt.Sprintf(
 			"the device's firmware version is unknown and the advisory names %q", c.text)
+	}
+	// Build metadata ("+build5") names the same version; a pre-release
+	// ("-rc1", "-beta") sorts before its release in some schemes and not in
+	// others, so it is never decided.
+	if base, _, ok := strings.Cut(firmware, "+"); ok {
+		firmware = base
+	}
+	if preRelease.MatchString(firmware) {
+		return Unknown, fmt.Sprintf("the device's firmware %q is a pre-release; whether it lies in %q "+
+			"depends on the maker's numbering", firmware, c.text)
 	}
 	d, err := parseVersion(firmware)
 	if err != nil || d.wildcard {

@@ -27,6 +27,16 @@ func TestConstraintContains(t *testing.T) {
 		{name: "plain version is an exact match", text: "1.6.1", firmware: "1.6.1", want: Included},
 		{name: "plain version excludes others", text: "1.6.1", firmware: "1.6.2", want: Excluded},
 
+		// Pre-releases and builds of the device's firmware.
+		{name: "build metadata is the same version", text: "<= 9.33.1", firmware: "9.33.1+build5",
+			want: Included},
+		{name: "a release candidate of the last affected version needs review", text: "<= 9.33.1",
+			firmware: "9.33.1-rc1", want: Unknown, reason: "pre-release"},
+		{name: "a dotted pre-release needs review", text: "<= 9.33.1", firmware: "9.33.1-alpha.2",
+			want: Unknown, reason: "pre-release"},
+		{name: "a pre-release is decided when every version is affected", text: "vers:all/*",
+			firmware: "9.33.1-beta", want: Included},
+
 		// Alternatives joined by "|".
 		{name: "lower then upper bound is a range inside", text: ">= 1.1 | <= 1.3.2",
 			firmware: "1.2", want: Included},
