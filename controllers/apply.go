@@ -102,9 +102,13 @@ func controllerRef(obj client.Object, gvkAPIVersion, kind string) metav1.OwnerRe
 // requeueOnConflict turns a write conflict, someone else having written the
 // object since it was read, into a quiet retry shortly after: it is
 // routine, not an error worth a stack trace or the error metric.
+// An object deleted meanwhile needs nothing more.
 func requeueOnConflict(err error) (ctrl.Result, error) {
-	if apierrors.IsConflict(err) {
+	switch {
+	case apierrors.IsConflict(err):
 		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	case apierrors.IsNotFound(err):
+		return ctrl.Result{}, nil
 	}
 	return ctrl.Result{}, err
 }

@@ -260,6 +260,11 @@ func (b *rules) mirroredFlows(m *Membership, seg *iomtv1.SegmentPolicy) {
 // deviceAddresses lets the policy's member pods and those members' LAN
 // addresses reach each other on the devices' own protocols. Devices with
 // the same protocols share one rule.
+// TODO: every member address is one ipBlock, here and in each flow that
+// names the segment, so a policy grows with members times flows; past
+// roughly a thousand devices with many flows it can outgrow the API
+// server's 3 MiB request limit, the write fails and the segment reports
+// ApplyFailed. Merging adjacent addresses into wider blocks would help.
 func (b *rules) deviceAddresses(devices []*iomtv1.MedicalDevice) {
 	type group struct {
 		ports []Port
