@@ -155,9 +155,11 @@ func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, erro
 		b.attestation(cfg)
 		if state != iomtv1.QuarantineIsolated {
 			b.deviceAddresses(devs)
-			if DNSOf(seg) == iomtv1.DNSAllow {
-				b.dns(cfg)
-			}
+		}
+		// DNS stays open even for isolated members: their verifier must
+		// find the attestation endpoint by name to prove them healthy.
+		if DNSOf(seg) == iomtv1.DNSAllow {
+			b.dns(cfg)
 		}
 
 		np := newPolicy(seg.Namespace, PolicyName(seg.Name, state), map[string]string{

@@ -167,8 +167,8 @@ func TestCompileQuarantine(t *testing.T) {
 			"in 6514,out 2575,out 443,out 8444,out 53,out 53"},
 		{"restricted members keep essential and remediation flows, attestation, their own link and DNS",
 			"iomt-segment-pumps-restricted", "pump-2", "in 6514,in 123,out 2575,out 8444,out 123,out 53,out 53"},
-		{"isolated members keep only remediation flows and attestation", "iomt-segment-pumps-isolated",
-			"pump-3", "in 6514,out 8444"},
+		{"isolated members keep only remediation flows, attestation and DNS", "iomt-segment-pumps-isolated",
+			"pump-3", "in 6514,out 8444,out 53,out 53"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -54,6 +54,8 @@ func conflict(format string, args ...any) error {
 // injector adds the device identity and the verifier sidecar to a pod.
 type injector struct {
 	verifierImage string
+	// verifierArgs are the verifier's command line.
+	verifierArgs []string
 }
 
 // inject returns raw, a Pod in JSON, with the identity volume of device
@@ -251,7 +253,7 @@ func (in injector) verifier() corev1.Container {
 	return corev1.Container{
 		Name:          VerifierContainerName,
 		Image:         in.verifierImage,
-		Args:          []string{"--identity-dir=" + iomtv1.IdentityMountPath},
+		Args:          in.verifierArgs,
 		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
 		Resources: corev1.ResourceRequirements{
 			Requests: verifierResources.DeepCopy(),

@@ -8,7 +8,9 @@ import (
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -23,6 +25,9 @@ type IdentityInjector struct {
 	// Options says which namespaces are out of reach and which verifier
 	// image to add.
 	Options Options
+	// Reader reads the pod's MedicalDevice, whose spec.verification sets
+	// the verifier's arguments; nil leaves them at their defaults.
+	Reader client.Reader
 }
 
 var _ admission.Handler = &IdentityInjector{}
@@ -44,7 +49,21 @@ func (h *IdentityInjector) Handle(ctx context.Context, req admission.Request) ad
 		return admission.Allowed("")
 	}
 
-	out, changed, err := injector{verifierImage: h.Options.VerifierImage}.inject(req.Object.Raw, device)
+	var dev *iomtv1.MedicalDevice
+	if h.Reader != nil {
+		var d iomtv1.MedicalDevice
+		err := h.Reader.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: device}, &d)
+		switch {
+		case err == nil:
+			dev = &d
+		case !apierrors.IsNotFound(err):
+			return admission.Errored(http.StatusInternalServerError,
+				fmt.Errorf("failed to read MedicalDevice %s: %w", device, err))
+		}
+	}
+	in := injector{verifierImage: h.Options.VerifierImage,
+		verifierArgs: verifierArgs(req.Namespace, device, dev, h.Options)}
+	out, changed, err := in.inject(req.Object.Raw, device)
 	var refused *conflictError
 	switch {
 	case errors.As(err, &refused):

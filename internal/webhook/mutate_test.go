@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"slices"
 	"context"
 	"encoding/json"
 	"reflect"
@@ -247,7 +248,8 @@ func checkInjected(t *testing.T, before, after map[string]any) {
 	if last.RestartPolicy == nil || *last.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Errorf("verifier restartPolicy = %v, want Always", last.RestartPolicy)
 	}
-	if !reflect.DeepEqual(last.Args, []string{"--identity-dir=/var/run/iomt/identity"}) {
+	if !slices.Contains(last.Args, "--identity-dir=/var/run/iomt/identity") ||
+		!slices.Contains(last.Args, "--device=ward-3/pump-7") {
 		t.Errorf("verifier args = %v", last.Args)
 	}
 	sc := last.SecurityContext

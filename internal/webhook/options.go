@@ -55,6 +55,14 @@ type Options struct {
 	// VerifierImage is the image of the verifier sidecar. Required.
 	VerifierImage string
 
+	// AttestationURL is where verifiers report; by default the
+	// iomt-operator-attestation Service in OperatorNamespace on port 8444.
+	AttestationURL string
+
+	// TrustDomain is the SPIFFE trust domain verifiers expect; iomt.local
+	// when empty.
+	TrustDomain string
+
 	// ServiceName is the Service in OperatorNamespace that routes to the
 	// webhook server; the serving certificate is issued for its DNS names.
 	// Default iomt-operator-webhook.
@@ -105,6 +113,8 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ServiceName, "webhook-service-name", DefaultServiceName,
 		"Service in the operator namespace that routes to the webhook server.")
 	fs.IntVar(&o.Port, "webhook-port", DefaultPort, "Port the webhook server listens on.")
+	fs.StringVar(&o.AttestationURL, "verifier-attestation-url", "",
+		"Where injected verifiers report; default https://iomt-operator-attestation.<namespace>.svc:8444.")
 	fs.StringVar(&o.CertDir, "webhook-cert-dir", defaultCertDir(),
 		"Directory with the webhook server's tls.crt and tls.key.")
 	fs.BoolVar(&o.ManageCertificates, "manage-webhook-certificates", true,

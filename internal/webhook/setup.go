@@ -49,7 +49,8 @@ func SetupWebhooks(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("failed to set up webhooks: %w", err)
 	}
 
-	server.Register(MutatePodPath, &admission.Webhook{Handler: &IdentityInjector{Options: opts}})
+	server.Register(MutatePodPath, &admission.Webhook{Handler: &IdentityInjector{
+		Options: opts, Reader: mgr.GetClient()}})
 	server.Register(ValidatePodPath, &admission.Webhook{Handler: &WorkloadBinding{
 		Reader: mgr.GetClient(), Options: opts,
 	}})

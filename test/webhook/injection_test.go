@@ -70,7 +70,8 @@ var _ = Describe("Identity injection", func() {
 			Expect(v.Name).To(Equal(iomtwebhook.VerifierContainerName))
 			Expect(v.Image).To(Equal(verifierImage))
 			Expect(v.RestartPolicy).To(HaveValue(Equal(corev1.ContainerRestartPolicyAlways)))
-			Expect(v.Args).To(ConsistOf("--identity-dir=/var/run/iomt/identity"))
+			Expect(v.Args).To(ContainElements("--identity-dir=/var/run/iomt/identity",
+				"--device="+ns+"/pump-7", "--interval=30s"))
 
 			sc := v.SecurityContext
 			Expect(sc).NotTo(BeNil())
