@@ -1,10 +1,10 @@
 package webhook
 
 import (
-	"slices"
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
