@@ -92,14 +92,14 @@ func run(ctx context.Context, out io.Writer) (err error) {
 
 	// The operator, in this process.
 	operatorCtx, stopOperator := context.WithCancel(ctx)
-	operatorDone, err := clinic.StartOperator(operatorCtx, cp.Config)
+	operator, err := clinic.StartOperator(operatorCtx, cp.Config)
 	if err != nil {
 		stopOperator()
 		return err
 	}
 	defer func() {
 		stopOperator()
-		if opErr := <-operatorDone; opErr != nil {
+		if opErr := <-operator.Done; opErr != nil {
 			err = errors.Join(err, fmt.Errorf("operator stopped with an error: %w", opErr))
 		}
 	}()
@@ -123,11 +123,18 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	if err := quarantineByHand(ctx, c, namespaces, out); err != nil {
 		return err
 	}
+	if err := verifyPump(ctx, c, namespaces, operator.AttestationURL, out); err != nil {
+		return err
+	}
 
 	fmt.Fprint(out, `
 On a real cluster (the current kubeconfig's context):
-  make install run                  # install the CRDs, then run the operator from here
+  make install                      # the CRDs
+  kubectl create namespace iomt-system
+  make run                          # the operator, from here
   kubectl apply -k config/samples   # in another terminal: the same clinic
+  kubectl create configmap icsma-samples -n iomt-system --from-file=config/samples/advisories/
+  kubectl label configmap icsma-samples -n iomt-system iomt.medinaii.io/advisories=icsma
   kubectl get segpol,mdev -A        # watch it converge
 `)
 	fmt.Fprintf(out, "\nDone in %s; stopping the control plane.\n",

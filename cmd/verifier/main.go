@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/medinaii/iomt-operator/cmd/verifier/internal/verifier"
+	"github.com/medinaii/iomt-operator/internal/verifier"
 )
 
 func main() {

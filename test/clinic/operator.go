@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,13 +22,22 @@ import (
 
 // StartOperator runs the operator's controllers in this process against
 // cfg, with metrics and health probes off, until ctx ends. It returns once
-// the operator's caches are filled; the returned channel then receives what
-// the manager returned when it stops, nil after a clean shutdown.
+// the operator's caches are filled.
 //
-// Device identity runs too: the operator's CA lives in its namespace,
-// which StartOperator creates.
-func StartOperator(ctx context.Context, cfg *rest.Config) (<-chan error, error) {
-	opts := controllers.Options{Segment: segment.DefaultConfig(), Identity: &controllers.IdentityOptions{}}
+// Device identity runs too, its CA in the operator's namespace, which
+// StartOperator creates; so does the attestation endpoint, on a free port
+// of 127.0.0.1.
+func StartOperator(ctx context.Context, cfg *rest.Config) (*Operator, error) {
+	addr, err := freeAddress()
+	if err != nil {
+		return nil, err
+	}
+	opts := controllers.Options{
+		Segment:     segment.DefaultConfig(),
+		Identity:    &controllers.IdentityOptions{},
+		Attestation: &controllers.AttestationOptions{Addr: addr, Hosts: []string{"localhost"}},
+	}
+	op := &Operator{AttestationURL: "https://localhost:" + addr[strings.LastIndex(addr, ":")+1:]}
 	c, err := NewClient(cfg)
 	if err != nil {
 		return nil, err
@@ -67,7 +78,27 @@ func StartOperator(ctx context.Context, cfg *rest.Config) (<-chan error, error) 
 			return nil, fmt.Errorf("failed to start the operator: %w", ctx.Err())
 		}
 	}
-	return done, nil
+	op.Done = done
+	return op, nil
+}
+
+// Operator is an operator running in this process.
+type Operator struct {
+	// Done receives what the manager returned when it stops, nil after a
+	// clean shutdown.
+	Done <-chan error
+	// AttestationURL is where it takes verifier reports.
+	AttestationURL string
+}
+
+// freeAddress returns a loopback address with a port nobody listens on.
+func freeAddress() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("failed to find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // NewClient returns a client that reads straight from the API server,

@@ -39,8 +39,9 @@ var _ = Describe("Sample clinic", Ordered, func() {
 
 		var ctx context.Context
 		ctx, stop = context.WithCancel(context.Background())
-		stopped, err = StartOperator(ctx, cp.Config)
+		op, err := StartOperator(ctx, cp.Config)
 		Expect(err).NotTo(HaveOccurred())
+		stopped = op.Done
 	})
 
 	AfterAll(func() {
