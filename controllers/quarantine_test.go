@@ -79,9 +79,12 @@ var _ = Describe("Manual quarantine", func() {
 			annotate(ctx, ns, "vent-1", map[string]string{iomtv1.IsolationApprovedByAnnotation: "biomed-oncall"})
 			Eventually(deviceStatus(ctx, ns, "vent-1")).Should(HaveField("Quarantine.State",
 				iomtv1.QuarantineIsolated))
+			port := func(p int) OmegaMatcher {
+				return HaveField("Ports", ContainElement(HaveField("Port.IntVal", BeEquivalentTo(p))))
+			}
 			Eventually(policy(ctx, ns, "iomt-segment-pumps-isolated")).Should(And(
 				HaveField("Spec.Ingress", BeEmpty()),
-				HaveField("Spec.Egress", ConsistOf(HaveField("Ports", ConsistOf(HaveField("Port.IntVal",
-					BeEquivalentTo(segment.DefaultAttestationPort))))))), "only attestation remains")
+				HaveField("Spec.Egress", ConsistOf(port(segment.DefaultAttestationPort), port(53)))),
+				"only attestation and the DNS to find it remain")
 		})
 })
