@@ -72,7 +72,7 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Get(ctx, req.NamespacedName, &dev); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetDeviceMetrics(req.Namespace, req.Name)
-			r.Reports.forget(req.NamespacedName)
+			r.Reports.forget(req.NamespacedName, r.now())
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("failed to read MedicalDevice: %w", err)

@@ -312,6 +312,7 @@ var _ = Describe("A steady cluster", Ordered, func() {
 		}, 30*time.Second, time.Millisecond).Should(BeZero())
 		start := int64(writes.Total())
 		time.Sleep(60 * time.Second)
-		Expect(int64(writes.Total())-start).To(BeZero(), "writes by the operator in a steady cluster")
+		Expect(int64(writes.Total())-start).To(BeZero(), "writes by the operator in a steady cluster; "+
+			"the last ones: %v", writes.Recent())
 	})
 })

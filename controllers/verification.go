@@ -89,12 +89,26 @@ func (s *Reports) fold(d *iomtv1.MedicalDevice, set verification.Settings,
 	return *rec
 }
 
-// forget drops what is held for a deleted device.
-func (s *Reports) forget(key types.NamespacedName) {
+// staleReport is how long a report may wait for a device the cache does not
+// show yet.
+const staleReport = time.Minute
+
+// forget drops the record of a device the cache no longer shows. Reports
+// queued in the last minute stay: they may be for a device so new that the
+// cache has not seen it yet.
+func (s *Reports) forget(key types.NamespacedName, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.queued, key)
 	delete(s.records, key)
+	q := s.queued[key]
+	for len(q) > 0 && now.Sub(q[0].at) > staleReport {
+		q = q[1:]
+	}
+	if len(q) == 0 {
+		delete(s.queued, key)
+		return
+	}
+	s.queued[key] = q
 }
 
 // setVerified sets the Verified condition from the verification status.

@@ -14,7 +14,12 @@ type Log struct {
 	mu    sync.Mutex
 	total int
 	byNS  map[string]int
+	// recent are the last writes, "METHOD path", for failure messages.
+	recent []string
 }
+
+// keepRecent bounds how many writes Recent returns.
+const keepRecent = 20
 
 // Wrap counts every request through rt that is not a read. It fits
 // rest.Config.WrapTransport.
@@ -29,6 +34,10 @@ func (l *Log) Wrap(rt http.RoundTripper) http.RoundTripper {
 			}
 			l.total++
 			l.byNS[namespaceOf(req.URL.Path)]++
+			l.recent = append(l.recent, req.Method+" "+req.URL.Path)
+			if len(l.recent) > keepRecent {
+				l.recent = l.recent[1:]
+			}
 			l.mu.Unlock()
 		}
 		return rt.RoundTrip(req)
@@ -40,6 +49,13 @@ func (l *Log) Total() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.total
+}
+
+// Recent returns the last writes counted, oldest first.
+func (l *Log) Recent() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.recent...)
 }
 
 // In is how many writes touched namespace ns; "" counts cluster-scoped ones.
