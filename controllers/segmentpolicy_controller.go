@@ -21,8 +21,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/internal/cilium"
 	"github.com/medinaii/iomt-operator/internal/conditions"
 	"github.com/medinaii/iomt-operator/internal/segment"
 )
@@ -33,12 +35,18 @@ type SegmentPolicyReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	Config   segment.Config
+	// APIReader reads CiliumNetworkPolicies, which are cached only when
+	// their CRD is served at start-up.
+	APIReader client.Reader
+	// engine picks the policy engine; Kubernetes alone when nil.
+	engine *engineDetector
 }
 
 // +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;update;delete
+// +kubebuilder:rbac:groups=cilium.io,resources=ciliumnetworkpolicies,verbs=get;list;watch;create;patch;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
@@ -51,6 +59,9 @@ func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := r.Get(ctx, req.NamespacedName, &seg); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetSegmentMetrics(req.Namespace, req.Name)
+			if err := r.deleteCiliumPolicies(ctx, req.Namespace, req.Name, nil); err != nil {
+				return ctrl.Result{}, err
+			}
 			return ctrl.Result{}, r.deletePolicies(ctx, req.Namespace, req.Name, nil)
 		}
 		return ctrl.Result{}, fmt.Errorf("failed to read SegmentPolicy: %w", err)
@@ -59,7 +70,8 @@ func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil
 	}
 
-	res, compileErr, err := r.compile(ctx, &seg)
+	engine := r.Engine()
+	res, compileErr, err := r.compile(ctx, &seg, engine)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -68,12 +80,17 @@ func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	status.ObservedGeneration = seg.Generation
 	status.Enforcement = segment.EnforcementOf(&seg)
 	status.DNS = segment.DNSOf(&seg)
+	status.Engine = engine
 
 	var writeErr error
+	var rejected []string
 	if compileErr == nil {
-		writeErr = r.write(ctx, &seg, res, status)
+		rejected, writeErr = r.write(ctx, &seg, res, status)
 	}
 	r.setConditions(&seg, status, res, compileErr, writeErr)
+	if compileErr == nil {
+		setEnforceable(&seg, status, rejected)
+	}
 	recordSegmentMetrics(&seg, status)
 
 	if err := r.patchStatus(ctx, &seg, status); err != nil {
@@ -84,8 +101,8 @@ func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 // compile resolves membership in every namespace the segment touches and
 // compiles it. A spec that cannot be used comes back as compileErr.
-func (r *SegmentPolicyReconciler) compile(ctx context.Context, seg *iomtv1.SegmentPolicy) (
-	res *segment.Result, compileErr, err error) {
+func (r *SegmentPolicyReconciler) compile(ctx context.Context, seg *iomtv1.SegmentPolicy,
+	engine iomtv1.PolicyEngine) (res *segment.Result, compileErr, err error) {
 	namespaces := append([]string{seg.Namespace}, peerNamespaces(seg)...)
 	var naming iomtv1.SegmentPolicyList
 	if err := r.List(ctx, &naming, client.MatchingFields{peerNamespaceIndex: seg.Namespace},
@@ -100,14 +117,17 @@ func (r *SegmentPolicyReconciler) compile(ctx context.Context, seg *iomtv1.Segme
 	if err != nil {
 		return nil, nil, err
 	}
-	res, compileErr = segment.Compile(segment.Resolve(world), client.ObjectKeyFromObject(seg), r.Config)
+	cfg := r.Config
+	cfg.LeaveL7ToCilium = engine == iomtv1.EngineBoth
+	res, compileErr = segment.Compile(segment.Resolve(world), client.ObjectKeyFromObject(seg), cfg)
 	return res, compileErr, nil
 }
 
-// write applies the segment's policies when it enforces, and removes the
-// ones it no longer needs.
+// write applies the segment's policies for the engine in use when it
+// enforces, and removes the ones it no longer needs, those of another
+// engine included. It returns the Cilium rules Cilium would refuse.
 func (r *SegmentPolicyReconciler) write(ctx context.Context, seg *iomtv1.SegmentPolicy,
-	res *segment.Result, status *iomtv1.SegmentPolicyStatus) error {
+	res *segment.Result, status *iomtv1.SegmentPolicyStatus) ([]string, error) {
 	status.MemberCount = int32(len(res.Members))
 	status.QuarantinedCount = int32(len(res.Quarantined))
 	status.ConflictCount = int32(len(res.Conflicts))
@@ -117,19 +137,59 @@ func (r *SegmentPolicyReconciler) write(ctx context.Context, seg *iomtv1.Segment
 		status.EgressRules += int32(len(np.Spec.Egress))
 	}
 
+	enforce := status.Enforcement == iomtv1.EnforcementEnforce
+	owner := controllerRef(seg, iomtv1.GroupVersion.String(), "SegmentPolicy")
 	keep := map[string]bool{}
 	status.Policies = nil
-	if status.Enforcement == iomtv1.EnforcementEnforce {
-		owner := controllerRef(seg, iomtv1.GroupVersion.String(), "SegmentPolicy")
+	if enforce && status.Engine != iomtv1.EngineCilium {
 		for _, np := range res.Policies {
 			if _, err := applyPolicy(ctx, r.Client, np, owner); err != nil {
-				return err
+				return nil, err
 			}
 			keep[np.Name] = true
 			status.Policies = append(status.Policies, np.Name)
 		}
 	}
-	return r.deletePolicies(ctx, seg.Namespace, seg.Name, keep)
+	if err := r.deletePolicies(ctx, seg.Namespace, seg.Name, keep); err != nil {
+		return nil, err
+	}
+
+	var rejected []string
+	keepCilium := map[string]bool{}
+	status.CiliumPolicies = nil
+	if status.Engine == iomtv1.EngineCilium || status.Engine == iomtv1.EngineBoth {
+		rendered := cilium.Render(seg.Namespace, seg.Name, res.Plans)
+		rejected = rendered.Rejected
+		for _, cnp := range rendered.Policies {
+			if !enforce {
+				break
+			}
+			if err := applyCiliumPolicy(ctx, r.Client, r.APIReader, cnp, owner); err != nil {
+				return rejected, err
+			}
+			keepCilium[cnp.Name] = true
+			status.CiliumPolicies = append(status.CiliumPolicies, cnp.Name)
+		}
+	}
+	return rejected, r.deleteCiliumPolicies(ctx, seg.Namespace, seg.Name, keepCilium)
+}
+
+// Engine is the policy engine in use now.
+func (r *SegmentPolicyReconciler) Engine() iomtv1.PolicyEngine {
+	if r.engine == nil {
+		return iomtv1.EngineKubernetes
+	}
+	return r.engine.Engine()
+}
+
+// deleteCiliumPolicies removes the segment's CiliumNetworkPolicies that are
+// not in keep, where the API server serves them.
+func (r *SegmentPolicyReconciler) deleteCiliumPolicies(ctx context.Context, namespace, name string,
+	keep map[string]bool) error {
+	if r.engine == nil || !r.engine.Served() {
+		return nil
+	}
+	return deleteCiliumPolicies(ctx, r.Client, r.APIReader, namespace, name, keep)
 }
 
 // deletePolicies removes the segment's policies that are not in keep.
@@ -264,10 +324,21 @@ func (r *SegmentPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	deviceChanged := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 		predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
 		quarantineInputsChanged()))
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("segmentpolicy").
 		For(&iomtv1.SegmentPolicy{}).
-		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&networkingv1.NetworkPolicy{})
+	if r.engine != nil {
+		b = b.WatchesRawSource(source.Channel(r.engine.changed, &handler.EnqueueRequestForObject{}))
+		if r.engine.Served() {
+			src, err := ciliumPolicySource(mgr)
+			if err != nil {
+				return err
+			}
+			b = b.WatchesRawSource(src)
+		}
+	}
+	return b.
 		Watches(&iomtv1.SegmentPolicy{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), specChanged).
 		Watches(&iomtv1.MedicalDevice{}, handler.EnqueueRequestsFromMapFunc(r.segmentsNear), deviceChanged).
 		Complete(r)

@@ -2,13 +2,18 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"time"
+
+	ciliumv2 "github.com/cilium/cilium/pkg/k8s/apis/cilium.io/v2"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -33,6 +38,11 @@ type Options struct {
 	// Attestation, when set together with Identity, serves the endpoint
 	// verifier sidecars report to.
 	Attestation *AttestationOptions
+	// PolicyEngine picks what enforces segments; EngineAuto when empty.
+	PolicyEngine EngineMode
+	// EnginePollInterval is how often Cilium's CRD is looked for while
+	// running; DefaultEnginePollInterval when zero.
+	EnginePollInterval time.Duration
 }
 
 // DefaultNamespace is the operator's namespace when none is given.
@@ -52,6 +62,9 @@ func NewScheme() *runtime.Scheme {
 		panic(err)
 	}
 	if err := iomtv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := ciliumv2.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s
@@ -84,10 +97,27 @@ func CacheOptions(opts Options) cache.Options {
 // Setup registers every controller with the manager.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	recorder := mgr.GetEventRecorder("iomt-operator")
+	mode, err := ParseEngineMode(string(opts.PolicyEngine))
+	if err != nil {
+		return err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("failed to create discovery client: %w", err)
+	}
+	engine, err := newEngineDetector(ctx, mode, disc, mgr.GetAPIReader(), opts.EnginePollInterval)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(engine); err != nil {
+		return fmt.Errorf("failed to add policy engine detection: %w", err)
+	}
 	if err := (&SegmentPolicyReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: recorder,
-		Config:   opts.Segment,
+		Client:    mgr.GetClient(),
+		Recorder:  recorder,
+		Config:    opts.Segment,
+		APIReader: mgr.GetAPIReader(),
+		engine:    engine,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}

@@ -105,3 +105,19 @@ const (
 	// device from a failed verification.
 	ReasonReleased = "Released"
 )
+
+// ConditionEnforceable is False on a SegmentPolicy with flows, or parts of
+// flows, that the policy engine in use cannot enforce.
+const ConditionEnforceable = "Enforceable"
+
+// Enforceability reasons.
+const (
+	// ReasonAllEnforceable: the engine in use enforces every flow.
+	ReasonAllEnforceable = "AllEnforceable"
+	// ReasonNeedsCilium: some flows name fqdn or entity peers, or HTTP
+	// rules, which plain NetworkPolicy cannot say.
+	ReasonNeedsCilium = "NeedsCilium"
+	// ReasonRejectedRule: a rendered rule failed Cilium's own checks and
+	// was not written.
+	ReasonRejectedRule = "RejectedRule"
+)

@@ -96,6 +96,9 @@ type DeviceSelector struct {
 }
 
 // Flow is one kind of traffic the segment's members may have.
+//
+// +kubebuilder:validation:XValidation:rule="self.direction == 'Egress' || !self.peers.exists(p, has(p.fqdn))",message="fqdn peers are for Egress flows only",fieldPath=".peers"
+// +kubebuilder:validation:XValidation:rule="(!has(self.http) && !has(self.fhir)) || self.protocols.exists(p, (has(p.name) && p.name in ['FHIR', 'DICOMweb']) || (!has(p.name) && (!has(p.transport) || p.transport == 'TCP')))",message="http and fhir rules need an HTTP port in protocols: FHIR, DICOMweb, or an explicit TCP port"
 type Flow struct {
 	// name identifies the flow within the segment, for status and events:
 	// lowercase letters, digits and '-', at most 63 characters.
@@ -132,11 +135,86 @@ type Flow struct {
 	// when a member is restricted by quarantine. When left out, false.
 	// +optional
 	Essential bool `json:"essential,omitempty"`
+
+	// http narrows the flow to these HTTP requests (method and path) on
+	// its HTTP ports: the FHIR and DICOMweb ports and explicit TCP ports
+	// without a name. Its other ports stay open to any traffic. Only
+	// Cilium enforces it: with plain NetworkPolicy the HTTP ports are open
+	// to every request and the segment says so in its Enforceable
+	// condition. Cilium reads HTTP in clear text only: on TLS ports it
+	// needs TLS interception configured. When left out, any request. At
+	// most 16.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	HTTP []HTTPRule `json:"http,omitempty"`
+
+	// fhir narrows the flow to these FHIR interactions, each an HTTP
+	// method on a resource type (Observation, say) or on a path. It is
+	// enforced exactly like http, on the same ports. When left out, any
+	// request. At most 16.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	FHIR []FHIRInteraction `json:"fhir,omitempty"`
 }
 
-// Peer is one end of a flow: exactly one of segment, pods or cidr.
+// HTTPMethod is an HTTP request method.
+// +kubebuilder:validation:Enum=GET;HEAD;POST;PUT;PATCH;DELETE;OPTIONS
+type HTTPMethod string
+
+// HTTPRule is one kind of HTTP request.
 //
-// +kubebuilder:validation:XValidation:rule="[has(self.segment), has(self.pods), has(self.cidr)].filter(x, x).size() == 1",message="a peer is exactly one of segment, pods or cidr"
+// +kubebuilder:validation:XValidation:rule="has(self.method) || has(self.path)",message="an http rule needs a method, a path or both"
+type HTTPRule struct {
+	// method is the request method. When left out, any method.
+	// +optional
+	Method HTTPMethod `json:"method,omitempty"`
+
+	// path is a regular expression (RE2 syntax) the whole request path
+	// must match, starting with '/', for example /fhir/Observation(/.*)?.
+	// When left out, any path. At most 256 characters.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path,omitempty"`
+}
+
+// FHIRInteraction is one kind of FHIR REST request: a method on a
+// resource type or on a path.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.resourceType) != has(self.path)",message="a fhir interaction names exactly one of resourceType or path"
+type FHIRInteraction struct {
+	// method is the HTTP method of the interaction: GET for read, vread,
+	// search and history, POST for create and search, PUT for update,
+	// PATCH for patch, DELETE for delete.
+	// +required
+	Method HTTPMethod `json:"method"`
+
+	// resourceType is a FHIR resource type such as Observation or Patient.
+	// It allows the type's paths under any base: .../Observation,
+	// .../Observation/<id> and below, with or without a query.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Z][A-Za-z]*$`
+	ResourceType string `json:"resourceType,omitempty"`
+
+	// path is a regular expression (RE2 syntax) the whole request path
+	// must match, starting with '/', for interactions a resource type
+	// cannot name (/metadata, say). At most 256 characters.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/`
+	Path string `json:"path,omitempty"`
+}
+
+// Peer is one end of a flow: exactly one of segment, pods, cidr, fqdn or
+// entity.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.segment), has(self.pods), has(self.cidr), has(self.fqdn), has(self.entity)].filter(x, x).size() == 1",message="a peer is exactly one of segment, pods or cidr, or else one fqdn or entity (which only Cilium enforces)"
 type Peer struct {
 	// segment is another SegmentPolicy: its member devices' pods and LAN
 	// addresses.
@@ -150,7 +228,40 @@ type Peer struct {
 	// cidr is a range of addresses outside the cluster's pods.
 	// +optional
 	CIDR *CIDRPeer `json:"cidr,omitempty"`
+
+	// fqdn is a DNS name (fhir.example.org) or a pattern where '*' stands
+	// for any part of a name (*.example.org), for Egress flows only. Only
+	// Cilium enforces it: it learns the name's addresses from the members'
+	// DNS answers, so the segment must allow DNS. With plain NetworkPolicy
+	// nothing is opened for it and the Enforceable condition says so.
+	// At most 253 characters.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('[a-z0-9]')",message="fqdn must name a domain: a pattern of only '*' would allow every name"
+	// +kubebuilder:validation:Pattern=`^([a-z0-9*]([-a-z0-9*]*[a-z0-9*])?)(\.[a-z0-9*]([-a-z0-9*]*[a-z0-9*])?)*\.?$`
+	FQDN string `json:"fqdn,omitempty"`
+
+	// entity is a part of the cluster an address cannot name well:
+	// KubeAPIServer (the API server, wherever it runs), Host (the member's
+	// own node), RemoteNode (the other nodes) or World (everything outside
+	// the cluster). Only Cilium enforces it; with plain NetworkPolicy
+	// nothing is opened for it and the Enforceable condition says so.
+	// +optional
+	Entity Entity `json:"entity,omitempty"`
 }
+
+// Entity is a part of the cluster that Cilium knows by name.
+// +kubebuilder:validation:Enum=KubeAPIServer;Host;RemoteNode;World
+type Entity string
+
+// The entities a peer can name.
+const (
+	EntityKubeAPIServer Entity = "KubeAPIServer"
+	EntityHost          Entity = "Host"
+	EntityRemoteNode    Entity = "RemoteNode"
+	EntityWorld         Entity = "World"
+)
 
 // SegmentReference names a SegmentPolicy.
 type SegmentReference struct {
@@ -224,6 +335,12 @@ type SegmentPolicyStatus struct {
 	// +optional
 	DNS DNSMode `json:"dns,omitempty"`
 
+	// engine is what enforces the segment: Kubernetes (NetworkPolicy),
+	// Cilium (CiliumNetworkPolicy) or Both. The operator picks it from the
+	// cluster (Cilium when its CRD is served) unless told otherwise.
+	// +optional
+	Engine PolicyEngine `json:"engine,omitempty"`
+
 	// memberCount is how many MedicalDevices belong to the segment.
 	// +optional
 	MemberCount int32 `json:"memberCount"`
@@ -250,7 +367,29 @@ type SegmentPolicyStatus struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=3
 	Policies []string `json:"policies,omitempty"`
+
+	// ciliumPolicies are the names of the CiliumNetworkPolicies the
+	// operator wrote for this segment in its namespace.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	CiliumPolicies []string `json:"ciliumPolicies,omitempty"`
 }
+
+// PolicyEngine is what enforces a segment's policies.
+// +kubebuilder:validation:Enum=Kubernetes;Cilium;Both
+type PolicyEngine string
+
+// The policy engines.
+const (
+	// EngineKubernetes writes NetworkPolicies only.
+	EngineKubernetes PolicyEngine = "Kubernetes"
+	// EngineCilium writes CiliumNetworkPolicies only.
+	EngineCilium PolicyEngine = "Cilium"
+	// EngineBoth writes NetworkPolicies for what they can say and
+	// CiliumNetworkPolicies for everything.
+	EngineBoth PolicyEngine = "Both"
+)
 
 // SegmentPolicy is one micro-segment: which MedicalDevices belong to it and
 // the only traffic their pods and LAN addresses may have.
@@ -259,6 +398,7 @@ type SegmentPolicyStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=segpol,categories=iomt
 // +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.status.enforcement`
+// +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.status.engine`,priority=1
 // +kubebuilder:printcolumn:name="Members",type=integer,JSONPath=`.status.memberCount`
 // +kubebuilder:printcolumn:name="Quarantined",type=integer,JSONPath=`.status.quarantinedCount`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

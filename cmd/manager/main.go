@@ -34,6 +34,7 @@ type config struct {
 	dnsNamespace  string
 	dnsPodLabels  string
 	webhooks      bool
+	policyEngine  string
 	webhook       iomtwebhook.Options
 	identity      controllers.IdentityOptions
 	attestation   controllers.AttestationOptions
@@ -54,6 +55,9 @@ func main() {
 	flag.StringVar(&c.dnsNamespace, "dns-namespace", "kube-system", "Namespace of the cluster DNS pods.")
 	flag.StringVar(&c.dnsPodLabels, "dns-pod-labels", "k8s-app=kube-dns",
 		"Labels of the cluster DNS pods, as k=v[,k=v].")
+	flag.StringVar(&c.policyEngine, "policy-engine", string(controllers.EngineAuto),
+		"What enforces segments: auto (Cilium while its CiliumNetworkPolicy CRD is served, "+
+			"NetworkPolicy otherwise), kubernetes, cilium, or both.")
 	flag.BoolVar(&c.webhooks, "enable-webhooks", true,
 		"Serve the pod admission webhooks (identity injection and workload binding). Turn off "+
 			"only when the API server cannot reach the operator, as when running it outside the cluster.")
@@ -97,7 +101,12 @@ func run(c config) error {
 	segCfg.DNSNamespace, segCfg.DNSPodLabels = c.dnsNamespace, dnsLabels
 	segCfg.AttestationNamespace = c.namespace
 	c.identity.OperatorNamespace = c.namespace
-	opts := controllers.Options{Segment: segCfg, Namespace: c.namespace, Identity: &c.identity}
+	engine, err := controllers.ParseEngineMode(c.policyEngine)
+	if err != nil {
+		return fmt.Errorf("failed to parse --policy-engine: %w", err)
+	}
+	opts := controllers.Options{Segment: segCfg, Namespace: c.namespace, Identity: &c.identity,
+		PolicyEngine: engine}
 	opts.Segment.AttestationPort = 0
 	if c.attestation.Addr != "0" {
 		_, port, err := net.SplitHostPort(c.attestation.Addr)

@@ -51,6 +51,12 @@ type Config struct {
 	AttestationNamespace string
 	AttestationPodLabels map[string]string
 	AttestationPort      int32
+
+	// LeaveL7ToCilium leaves rules with HTTP matches out of the
+	// NetworkPolicies, for when Cilium enforces them beside: Cilium adds
+	// up every policy's allows, so an L4 allow of the same port would let
+	// any request through.
+	LeaveL7ToCilium bool
 }
 
 // DefaultAttestationPort is where the operator takes verifier reports.
@@ -83,6 +89,9 @@ type Result struct {
 	// members, one for restricted and one for isolated members, each only
 	// when it has someone to select.
 	Policies []*networkingv1.NetworkPolicy
+	// Plans are the same policies before they are written for an engine,
+	// in the same order, with the rules only Cilium can say.
+	Plans []Plan
 }
 
 // PolicyName is the name of a segment's NetworkPolicy for members in a
@@ -144,7 +153,7 @@ func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, erro
 			res.Quarantined = append(res.Quarantined, names(devs)...)
 		}
 
-		b := rules{threshold: threshold(state)}
+		b := rules{threshold: threshold(state), leaveL7: cfg.LeaveL7ToCilium}
 		for _, why := range b.ownFlows(m, seg) {
 			if !unresolved[why] {
 				unresolved[why] = true
@@ -171,6 +180,11 @@ func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, erro
 		np.Spec.Ingress = b.ingress
 		np.Spec.Egress = b.egress
 		res.Policies = append(res.Policies, np)
+		plan := Plan{Name: np.Name, State: state, Devices: names(devs), Rules: b.plan}
+		if state != iomtv1.QuarantineNone {
+			plan.Revoked = revoked(m, seg, devs, b.plan)
+		}
+		res.Plans = append(res.Plans, plan)
 	}
 	sort.Strings(res.Quarantined)
 	return res, nil
@@ -180,9 +194,34 @@ func Compile(m *Membership, key types.NamespacedName, cfg Config) (*Result, erro
 type rules struct {
 	// threshold is the lowest tier of flow the policy's members keep.
 	threshold tier
-	ingress   []networkingv1.NetworkPolicyIngressRule
-	egress    []networkingv1.NetworkPolicyEgressRule
-	seen      map[string]bool
+	// leaveL7 leaves rules with HTTP matches out of the NetworkPolicy.
+	leaveL7 bool
+	ingress []networkingv1.NetworkPolicyIngressRule
+	egress  []networkingv1.NetworkPolicyEgressRule
+	seen    map[string]bool
+	// plan are the rules for every engine, without repeats.
+	plan     []Rule
+	seenPlan map[string]bool
+}
+
+// addRule adds a rule for every engine, and its NetworkPolicy part where
+// NetworkPolicy can say it.
+func (b *rules) addRule(r Rule) {
+	if (len(r.Peers) == 0 && len(r.FQDNs) == 0 && len(r.Entities) == 0) || len(r.Ports) == 0 {
+		return // fail closed, as in add
+	}
+	id, _ := json.Marshal(r)
+	if b.seenPlan == nil {
+		b.seenPlan = map[string]bool{}
+	}
+	if !b.seenPlan[string(id)] {
+		b.seenPlan[string(id)] = true
+		b.plan = append(b.plan, r)
+	}
+	if len(r.HTTP) > 0 && b.leaveL7 {
+		return
+	}
+	b.add(r.Direction, r.Peers, r.Ports)
 }
 
 func (b *rules) add(dir iomtv1.Direction, peers []networkingv1.NetworkPolicyPeer, ports []Port) {
@@ -220,8 +259,20 @@ func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy) []string {
 		if f.tier < b.threshold {
 			continue
 		}
-		var peers []networkingv1.NetworkPolicyPeer
+		var (
+			peers    []networkingv1.NetworkPolicyPeer
+			fqdns    []string
+			entities []iomtv1.Entity
+		)
 		for i, p := range f.Peers {
+			switch {
+			case p.FQDN != "":
+				fqdns = append(fqdns, p.FQDN)
+				continue
+			case p.Entity != "":
+				entities = append(entities, p.Entity)
+				continue
+			}
 			resolved, why := resolvePeer(m, seg, p, f.tier)
 			if why != "" {
 				unresolved = append(unresolved, fmt.Sprintf("flow %s peer %d: %s", f.Name, i, why))
@@ -229,7 +280,9 @@ func (b *rules) ownFlows(m *Membership, seg *iomtv1.SegmentPolicy) []string {
 			}
 			peers = append(peers, resolved...)
 		}
-		b.add(f.Direction, peers, Ports(f.Protocols))
+		for _, r := range flowRules(f.Flow, f.Direction, peers, fqdns, entities) {
+			b.addRule(r)
+		}
 	}
 	return unresolved
 }
@@ -252,8 +305,10 @@ func (b *rules) mirroredFlows(m *Membership, seg *iomtv1.SegmentPolicy) {
 				if p.Segment == nil || refKey(other, p.Segment) != keyOf(seg) {
 					continue
 				}
-				b.add(opposite(f.Direction), memberPeers(seg.Namespace, k.Namespace, oms.upTo(f.tier)),
-					Ports(f.Protocols))
+				peers := memberPeers(seg.Namespace, k.Namespace, oms.upTo(f.tier))
+				for _, r := range flowRules(f.Flow, opposite(f.Direction), peers, nil, nil) {
+					b.addRule(r)
+				}
 			}
 		}
 	}
@@ -290,8 +345,8 @@ func (b *rules) deviceAddresses(devices []*iomtv1.MedicalDevice) {
 	}
 	for _, id := range order {
 		g := groups[id]
-		b.add(iomtv1.DirectionIngress, g.peers, g.ports)
-		b.add(iomtv1.DirectionEgress, g.peers, g.ports)
+		b.addRule(Rule{Direction: iomtv1.DirectionIngress, Peers: g.peers, Ports: g.ports})
+		b.addRule(Rule{Direction: iomtv1.DirectionEgress, Peers: g.peers, Ports: g.ports})
 	}
 }
 
@@ -305,8 +360,8 @@ func (b *rules) attestation(cfg Config) {
 		NamespaceSelector: namespaceSelector(cfg.AttestationNamespace),
 		PodSelector:       &metav1.LabelSelector{MatchLabels: cfg.AttestationPodLabels},
 	}
-	b.add(iomtv1.DirectionEgress, []networkingv1.NetworkPolicyPeer{peer},
-		[]Port{{corev1.ProtocolTCP, cfg.AttestationPort}})
+	b.addRule(Rule{Direction: iomtv1.DirectionEgress, Peers: []networkingv1.NetworkPolicyPeer{peer},
+		Ports: []Port{{corev1.ProtocolTCP, cfg.AttestationPort}}})
 }
 
 // dns lets members query cluster DNS on UDP and TCP 53.
@@ -315,8 +370,8 @@ func (b *rules) dns(cfg Config) {
 		NamespaceSelector: namespaceSelector(cfg.DNSNamespace),
 		PodSelector:       &metav1.LabelSelector{MatchLabels: cfg.DNSPodLabels},
 	}
-	b.add(iomtv1.DirectionEgress, []networkingv1.NetworkPolicyPeer{peer},
-		[]Port{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}})
+	b.addRule(Rule{Direction: iomtv1.DirectionEgress, Peers: []networkingv1.NetworkPolicyPeer{peer},
+		Ports: []Port{{corev1.ProtocolUDP, 53}, {corev1.ProtocolTCP, 53}}, DNS: true})
 }
 
 // resolvePeer turns a flow peer into NetworkPolicy peers. It returns a
@@ -351,7 +406,7 @@ func resolvePeer(m *Membership, seg *iomtv1.SegmentPolicy, p iomtv1.Peer, t tier
 			CIDR: p.CIDR.CIDR, Except: append([]string(nil), p.CIDR.Except...),
 		}}}, ""
 	}
-	return nil, "peer names no segment, pods or cidr"
+	return nil, "peer names no segment, pods, cidr, fqdn or entity"
 }
 
 // memberPeers stands for some members of a segment: their pods, with
@@ -458,4 +513,26 @@ func opposite(d iomtv1.Direction) iomtv1.Direction {
 		return iomtv1.DirectionEgress
 	}
 	return iomtv1.DirectionIngress
+}
+
+// revoked are the rules the segment gives its healthy members that these
+// quarantined members do not keep.
+func revoked(m *Membership, seg *iomtv1.SegmentPolicy, devs []*iomtv1.MedicalDevice,
+	kept []Rule) []Rule {
+	full := rules{threshold: tierNormal}
+	full.ownFlows(m, seg)
+	full.mirroredFlows(m, seg)
+	full.deviceAddresses(devs)
+	keep := map[string]bool{}
+	for _, r := range kept {
+		id, _ := json.Marshal(r)
+		keep[string(id)] = true
+	}
+	var out []Rule
+	for _, r := range full.plan {
+		if id, _ := json.Marshal(r); !keep[string(id)] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
