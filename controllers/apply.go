@@ -64,18 +64,24 @@ func applyPolicy(ctx context.Context, c client.Client, want *networkingv1.Networ
 // upToDate reports whether have already carries want's spec, labels and
 // owner. Labels or owners that others added are left alone.
 func upToDate(have, want *networkingv1.NetworkPolicy) bool {
-	for k, v := range want.Labels {
-		if have.Labels[k] != v {
+	return metaUpToDate(have, want) && equality.Semantic.DeepEqual(have.Spec, want.Spec)
+}
+
+// metaUpToDate reports whether have carries want's labels and is controlled
+// by want's one owner.
+func metaUpToDate(have, want metav1.Object) bool {
+	for k, v := range want.GetLabels() {
+		if have.GetLabels()[k] != v {
 			return false
 		}
 	}
-	owned := false
-	for _, ref := range have.OwnerReferences {
-		if ref.UID == want.OwnerReferences[0].UID && ref.Controller != nil && *ref.Controller {
-			owned = true
+	owner := want.GetOwnerReferences()[0].UID
+	for _, ref := range have.GetOwnerReferences() {
+		if ref.UID == owner && ref.Controller != nil && *ref.Controller {
+			return true
 		}
 	}
-	return owned && equality.Semantic.DeepEqual(have.Spec, want.Spec)
+	return false
 }
 
 // deletePolicy removes a generated NetworkPolicy if it is there.

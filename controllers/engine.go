@@ -212,20 +212,10 @@ func applyCiliumPolicy(ctx context.Context, c client.Client, reader client.Reade
 // ciliumUpToDate compares specs by their JSON, since Cilium's selector
 // type carries unexported caches.
 func ciliumUpToDate(have, want *ciliumv2.CiliumNetworkPolicy) bool {
-	for k, v := range want.Labels {
-		if have.Labels[k] != v {
-			return false
-		}
-	}
-	owned := false
-	for _, ref := range have.OwnerReferences {
-		if ref.UID == want.OwnerReferences[0].UID && ref.Controller != nil && *ref.Controller {
-			owned = true
-		}
-	}
 	h, err1 := json.Marshal(have.Spec)
 	w, err2 := json.Marshal(want.Spec)
-	return owned && err1 == nil && err2 == nil && string(h) == string(w) && len(have.Specs) == 0
+	return metaUpToDate(have, want) && err1 == nil && err2 == nil && string(h) == string(w) &&
+		len(have.Specs) == 0
 }
 
 // deleteCiliumPolicies removes the segment's CiliumNetworkPolicies that
