@@ -75,10 +75,11 @@ func (s *Reports) fold(d *iomtv1.MedicalDevice, set verification.Settings,
 	defer s.mu.Unlock()
 	rec, ok := s.records[key]
 	if !ok {
-		r := verification.FromStatus(d.Status.Verification)
+		r := verification.FromStatus(d.Status.Verification, now)
 		rec = &r
 		s.records[key] = rec
 	}
+	rec.SeeToken(d.Annotations[iomtv1.ReleaseAnnotation])
 	for _, a := range s.queued[key] {
 		passed, why := verification.Judge(d, a.report)
 		rec.Report(a.at, passed, why, a.report.Firmware, set)

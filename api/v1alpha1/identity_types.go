@@ -83,12 +83,15 @@ const (
 // DeviceIdentity asks for details of the device's certificate.
 type DeviceIdentity struct {
 	// dnsNames are extra DNS names for the certificate, besides its SPIFFE
-	// ID, for devices that serve TLS by name. At most 8.
+	// ID, for devices that serve TLS by name. At most 8; no wildcards, and
+	// no name of the operator's own (beginning with iomt-operator), which
+	// a device must not be able to claim.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:items:MaxLength=253
-	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +kubebuilder:validation:items:XValidation:rule="!self.startsWith('iomt-operator')",message="a device certificate must not name the operator's own services"
 	DNSNames []string `json:"dnsNames,omitempty"`
 
 	// lifetime is how long each certificate is valid, from 1h to 8760h

@@ -145,6 +145,11 @@ type VerificationStatus struct {
 	// +optional
 	ReleasedWith string `json:"releasedWith,omitempty"`
 
+	// tokenAtFailure is the iomt.medinaii.io/release value in place when
+	// the device last failed; only another value releases it.
+	// +optional
+	TokenAtFailure string `json:"tokenAtFailure,omitempty"`
+
 	// releasedAt is when the device was last released.
 	// +optional
 	ReleasedAt *metav1.Time `json:"releasedAt,omitempty"`

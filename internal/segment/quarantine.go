@@ -3,6 +3,7 @@ package segment
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
 )
@@ -146,7 +147,10 @@ func manualQuarantine(d *iomtv1.MedicalDevice) (Quarantine, bool) {
 // isolationApproved reports whether a person is named as approving the
 // isolation; a blank name approves nothing.
 func isolationApproved(d *iomtv1.MedicalDevice) bool {
-	return strings.TrimSpace(d.Annotations[iomtv1.IsolationApprovedByAnnotation]) != ""
+	name := strings.TrimFunc(d.Annotations[iomtv1.IsolationApprovedByAnnotation], func(r rune) bool {
+		return unicode.IsSpace(r) || !unicode.IsPrint(r)
+	})
+	return name != ""
 }
 
 // tier ranks a flow by how much of a quarantine it survives.

@@ -65,20 +65,33 @@ type Record struct {
 	// ReleasedAt is when a release last happened; silence counts from
 	// the later of it and LastReport.
 	ReleasedAt time.Time
+	// Token is the release annotation's value as last seen; TokenAtFailure
+	// was its value when the device last failed. A token releases only a
+	// failure that happened before it was set.
+	Token, TokenAtFailure string
+	// Watching is when this operator began watching the device. Silence
+	// counts from no earlier, since status keeps the last report time only
+	// to within an interval.
+	Watching time.Time
 }
 
-// FromStatus rebuilds a record from what status last recorded.
-func FromStatus(st *iomtv1.VerificationStatus) Record {
+// FromStatus rebuilds a record from what status last recorded, when the
+// operator starts watching the device at now.
+func FromStatus(st *iomtv1.VerificationStatus, now time.Time) Record {
 	if st == nil {
-		return Record{State: iomtv1.VerificationPending}
+		return Record{State: iomtv1.VerificationPending, Watching: now}
 	}
 	r := Record{
-		State:        st.State,
-		Failures:     st.ConsecutiveFailures,
-		Passes:       st.ConsecutivePasses,
-		Firmware:     st.ObservedFirmware.DeepCopy(),
-		Message:      st.Message,
-		ReleasedWith: st.ReleasedWith,
+		State: st.State,
+		// Failures include the reports missed so far; silence is counted
+		// again only from now on, so none is counted twice.
+		Failures:       st.ConsecutiveFailures,
+		Passes:         st.ConsecutivePasses,
+		Firmware:       st.ObservedFirmware.DeepCopy(),
+		Message:        st.Message,
+		ReleasedWith:   st.ReleasedWith,
+		TokenAtFailure: st.TokenAtFailure,
+		Watching:       now,
 	}
 	if r.State == "" {
 		r.State = iomtv1.VerificationPending
@@ -100,6 +113,17 @@ func FromStatus(st *iomtv1.VerificationStatus) Record {
 // expected to run. It returns why not.
 func Judge(d *iomtv1.MedicalDevice, r attest.Report) (bool, string) {
 	failures := r.Failures()
+	if len(r.Checks) == 0 {
+		failures = append(failures, "report: it carries no checks")
+	}
+	if v := d.Spec.Verification; v != nil && v.FirmwareProbe != nil && d.Spec.Firmware != nil &&
+		r.Firmware == nil {
+		failures = append(failures, "firmware: the device is to report its firmware and did not")
+	}
+	if want := d.Spec.Firmware; want != nil && r.Firmware != nil && want.SHA256 != "" &&
+		r.Firmware.SHA256 == "" && d.Spec.Verification != nil && d.Spec.Verification.FirmwareProbe != nil {
+		failures = append(failures, "firmware: the image digest is expected and was not reported")
+	}
 	if want := d.Spec.Firmware; want != nil && r.Firmware != nil {
 		if r.Firmware.Version != want.Version {
 			failures = append(failures, fmt.Sprintf("firmware: device runs %q, expected %q",
@@ -160,16 +184,25 @@ func (r *Record) Observe(now time.Time, s Settings) {
 }
 
 func (r *Record) silentSince() time.Time {
-	if r.ReleasedAt.After(r.LastReport) {
-		return r.ReleasedAt
+	since := r.LastReport
+	for _, t := range []time.Time{r.ReleasedAt, r.Watching} {
+		if t.After(since) {
+			since = t
+		}
 	}
-	return r.LastReport
+	return since
 }
 
+// SeeToken records the release annotation's current value; call it before
+// folding reports, so a failure remembers the token it happened under.
+func (r *Record) SeeToken(token string) { r.Token = token }
+
 // Release ends a failed verification by a person's token. A token releases
-// once: the same token again does nothing. It reports whether it released.
+// only a failure that happened before it was set: the token in place when
+// the device failed does nothing, so a token left from an earlier incident
+// never releases a new one. It reports whether it released.
 func (r *Record) Release(token string, now time.Time) bool {
-	if token == "" || token == r.ReleasedWith || r.State != iomtv1.VerificationFailed {
+	if token == "" || token == r.TokenAtFailure || r.State != iomtv1.VerificationFailed {
 		return false
 	}
 	r.release(token, now)
@@ -196,6 +229,7 @@ func (r *Record) Status(prev *iomtv1.VerificationStatus, s Settings) *iomtv1.Ver
 		Interval:            &metav1.Duration{Duration: s.Interval},
 		FailureThreshold:    s.Threshold,
 		ConsecutiveFailures: r.Failures + r.Missed,
+		TokenAtFailure:      r.TokenAtFailure,
 		ConsecutivePasses:   r.Passes,
 		ObservedFirmware:    r.Firmware.DeepCopy(),
 		Message:             r.Message,
@@ -226,6 +260,7 @@ func (r *Record) fail(at time.Time, s Settings) {
 	if r.Failures+r.Missed >= s.Threshold {
 		r.State = iomtv1.VerificationFailed
 		r.FailedSince = at
+		r.TokenAtFailure = r.Token
 		return
 	}
 	r.State = iomtv1.VerificationFailing

@@ -22,9 +22,15 @@ type step struct {
 }
 
 func run(steps []step, s Settings) Record {
-	r := FromStatus(nil)
+	r := FromStatus(nil, t0)
+	annotation := ""
 	for _, st := range steps {
 		now := t0.Add(st.at)
+		if st.release != "" {
+			// A person sets the annotation; it stays until changed.
+			annotation = st.release
+		}
+		r.SeeToken(annotation)
 		switch {
 		case st.release != "":
 			r.Release(st.release, now)
@@ -88,6 +94,16 @@ func TestRecord(t *testing.T) {
 				{at: 3 * sec, release: "TICKET-1"}, {at: 4 * sec, report: "fail"}, {at: 5 * sec, report: "fail"},
 				{at: 6 * sec, report: "fail"}, {at: 7 * sec, release: "TICKET-1"}},
 			iomtv1.VerificationFailed, 3},
+		{"a token set before the failure does not release it", s,
+			[]step{{release: "OLD-1"}, {at: 1 * sec, report: "fail"}, {at: 2 * sec, report: "fail"},
+				{at: 3 * sec, report: "fail"}, {at: 4 * sec, release: "OLD-1"}},
+			iomtv1.VerificationFailed, 3},
+		{"a token left in place after an auto-release does not release the next failure", auto,
+			[]step{{report: "fail"}, {at: 1 * sec, report: "fail"}, {at: 2 * sec, report: "fail"},
+				{at: 3 * sec, release: "INC-1"}, {at: 4 * sec, report: "pass"},
+				{at: 5 * sec, report: "fail"}, {at: 6 * sec, report: "fail"}, {at: 7 * sec, report: "fail"},
+				{at: 8 * sec, release: "INC-1"}},
+			iomtv1.VerificationFailed, 3},
 		{"silence after a release counts from the release", s,
 			[]step{{report: "pass"}, {at: 40 * sec}, {at: 41 * sec, release: "T"}, {at: 50 * sec}},
 			iomtv1.VerificationPending, 0},
@@ -107,6 +123,9 @@ func TestJudge(t *testing.T) {
 	d := &iomtv1.MedicalDevice{Spec: iomtv1.MedicalDeviceSpec{
 		Firmware: &iomtv1.Firmware{Version: "8.01.01"}}}
 	d.Spec.Firmware.SHA256 = "aaaa"
+	d.Spec.Verification = &iomtv1.Verification{FirmwareProbe: &iomtv1.FirmwareProbe{
+		Type: iomtv1.FirmwareProbeHTTPSJSON}}
+	ok := []attest.Check{{Name: "identity", Passed: true}}
 	tests := []struct {
 		name   string
 		report attest.Report
@@ -116,9 +135,13 @@ func TestJudge(t *testing.T) {
 			attest.Report{Checks: []attest.Check{{Name: "identity", Passed: true}},
 				Firmware: &attest.Firmware{Version: "8.01.01", SHA256: "AAAA"}}, true},
 		{"another firmware version fails",
-			attest.Report{Firmware: &attest.Firmware{Version: "8.01.02"}}, false},
+			attest.Report{Checks: ok, Firmware: &attest.Firmware{Version: "8.01.02"}}, false},
+		{"no firmware from a device that is to report it fails",
+			attest.Report{Checks: ok}, false},
 		{"another image digest fails",
-			attest.Report{Firmware: &attest.Firmware{Version: "8.01.01", SHA256: "bbbb"}}, false},
+			attest.Report{Checks: ok, Firmware: &attest.Firmware{Version: "8.01.01", SHA256: "bbbb"}}, false},
+		{"a report without checks fails",
+			attest.Report{Firmware: &attest.Firmware{Version: "8.01.01", SHA256: "aaaa"}}, false},
 		{"a failed check of the verifier fails",
 			attest.Report{Checks: []attest.Check{{Name: "endpoint", Passed: false, Detail: "wrong SPIFFE ID"}}},
 			false},
@@ -135,7 +158,7 @@ func TestJudge(t *testing.T) {
 
 func TestStatusRefreshesLastReportAtMostOncePerInterval(t *testing.T) {
 	s := Settings{Interval: 10 * time.Second, Threshold: 3}
-	r := FromStatus(nil)
+	r := FromStatus(nil, t0)
 	r.Report(t0, true, "", nil, s)
 	first := r.Status(nil, s)
 
@@ -162,4 +185,40 @@ func TestSettingsOf(t *testing.T) {
 	if s := SettingsOf(d, seg); s.Interval != time.Minute || s.Threshold != 5 || s.AutoReleaseAfter != 4 {
 		t.Fatalf("overrides: %+v", s)
 	}
+}
+
+func TestRestart(t *testing.T) {
+	s := Settings{Interval: 30 * time.Second, Threshold: 3}
+
+	t.Run("missed reports are not counted twice after a restart", func(t *testing.T) {
+		r := FromStatus(nil, t0)
+		r.Report(t0, true, "", nil, s)
+		r.Observe(t0.Add(75*time.Second), s)
+		st := r.Status(nil, s)
+		restarted := FromStatus(st, t0.Add(75*time.Second))
+		restarted.Observe(t0.Add(75*time.Second), s)
+		if restarted.State != iomtv1.VerificationFailing || restarted.Failures+restarted.Missed != 2 {
+			t.Fatalf("after restart: %s with %d failures, want Failing with 2 (was %s with %d)",
+				restarted.State, restarted.Failures+restarted.Missed, r.State, r.Failures+r.Missed)
+		}
+	})
+
+	t.Run("silence counts from the restart when status lags the last report", func(t *testing.T) {
+		one := Settings{Interval: 30 * time.Second, Threshold: 1}
+		r := FromStatus(nil, t0)
+		r.Report(t0, true, "", nil, one)
+		first := r.Status(nil, one)
+		r.Report(t0.Add(29*time.Second), true, "", nil, one)
+		st := r.Status(first, one) // lastReportTime stays at t0
+		restart := t0.Add(69 * time.Second)
+		restarted := FromStatus(st, restart)
+		restarted.Observe(restart, one)
+		if restarted.State != iomtv1.VerificationVerified {
+			t.Fatalf("after restart: %s (%s), want Verified", restarted.State, restarted.Message)
+		}
+		restarted.Observe(restart.Add(46*time.Second), one)
+		if restarted.State != iomtv1.VerificationFailed {
+			t.Fatalf("a real silence after the restart: %s, want Failed", restarted.State)
+		}
+	})
 }
