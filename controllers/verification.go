@@ -74,8 +74,11 @@ func (s *Reports) fold(d *iomtv1.MedicalDevice, set verification.Settings,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.records[key]
-	if !ok {
+	if !ok || rec.Of != string(d.UID) {
+		// A device deleted and made again under the same name starts
+		// afresh, not with the record of the one before.
 		r := verification.FromStatus(d.Status.Verification, now)
+		r.Of = string(d.UID)
 		rec = &r
 		s.records[key] = rec
 	}

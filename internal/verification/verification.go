@@ -69,6 +69,8 @@ type Record struct {
 	// was its value when the device last failed. A token releases only a
 	// failure that happened before it was set.
 	Token, TokenAtFailure string
+	// Of identifies the device object the record is about (its UID).
+	Of string
 	// Watching is when this operator began watching the device. Silence
 	// counts from no earlier, since status keeps the last report time only
 	// to within an interval.
