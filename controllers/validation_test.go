@@ -83,7 +83,8 @@ var _ = Describe("API validation", func() {
 		Entry("when an address is everything", replace(validDevice,
 			"10.20.2.0/28", "0.0.0.0/0"), "spec.addresses[1]", "at least /24"),
 		Entry("when the certificate would name the operator's attestation endpoint", replace(validDevice,
-			"model: Sigma Spectrum", "model: Sigma Spectrum\n  identity: {dnsNames: [iomt-operator-attestation.iomt-system.svc]}"),
+			"model: Sigma Spectrum", "model: Sigma Spectrum\n"+
+				"  identity: {dnsNames: [iomt-operator-attestation.iomt-system.svc]}"),
 			"spec.identity.dnsNames[0]", "must not name the operator's own services"),
 		Entry("when the name is too long to be a pod label value", replace(validDevice,
 			"name: pump-1", "name: pump-"+longName), "metadata.name", "at most 63 characters"),
