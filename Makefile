@@ -2,9 +2,11 @@
 
 KUBE_VERSION ?= 1.37.2
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+HELM_VERSION := $(shell awk '$$1 == "helm.sh/helm/v4" {print $$2}' hack/tools/helm/go.mod)
 
 BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+HELM_BIN := $(BIN)/helm-$(HELM_VERSION)
 ASSETS := $(BIN)/k8s/$(KUBE_VERSION)-$(shell go env GOOS)-$(shell go env GOARCH)
 KUBECTL ?= kubectl
 NAMESPACE ?= iomt-system
@@ -26,9 +28,11 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from markers.
-	$(CONTROLLER_GEN) crd rbac:roleName=iomt-operator paths=./api/... paths=./controllers/... paths=./internal/webhook/... \
-	  output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+manifests: $(CONTROLLER_GEN) helm ## Generate the CRDs, and the kustomize bundle from the chart.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	rm -f charts/iomt-operator/files/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/iomt-operator/files/crds/
+	HELM=$(HELM_BIN) hack/render-config.sh
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything; fail if the tree changes.
@@ -39,8 +43,12 @@ verify: generate manifests ## Regenerate everything; fail if the tree changes.
 	  (echo "generated files are out of date: run make generate manifests and commit" && exit 1)
 
 .PHONY: test
-test: control-plane ## Run every test against a local kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS=$(ASSETS) go test ./... -count=1 -timeout 40m
+test: control-plane helm ## Run every test against a local kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS=$(ASSETS) HELM=$(HELM_BIN) go test ./... -count=1 -timeout 40m
+
+.PHONY: lint-chart
+lint-chart: helm ## Lint the Helm chart.
+	$(HELM_BIN) lint --strict charts/iomt-operator
 
 .PHONY: control-plane
 control-plane: ## Build kube-apiserver, etcd and kubectl into bin/ (once).
@@ -67,6 +75,13 @@ run: ## Run the operator here against the cluster of the current kubeconfig.
 .PHONY: build
 build: ## Build the operator binary into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
+
+.PHONY: helm
+helm: $(HELM_BIN) ## Build the pinned Helm from its Go module into bin/ (once).
+
+$(HELM_BIN): hack/tools/helm/go.mod
+	cd hack/tools/helm && CGO_ENABLED=0 go build -trimpath -o $(HELM_BIN) helm.sh/helm/v4/cmd/helm
+	ln -sf $(notdir $(HELM_BIN)) $(BIN)/helm
 
 $(CONTROLLER_GEN):
 	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)

@@ -49,6 +49,12 @@ func decodeFile(path string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read %s: %w", path, err)
 	}
+	return DecodeManifests(data, path)
+}
+
+// DecodeManifests decodes every YAML document in data into an object,
+// skipping documents that hold only comments; source names data in errors.
+func DecodeManifests(data []byte, path string) ([]*unstructured.Unstructured, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var objs []*unstructured.Unstructured
 	for i := 1; ; i++ {
