@@ -1,0 +1,140 @@
+-- Argo CD health check for iomt.medinaii.io SegmentPolicy.
+--
+-- Argo CD sets the global obj to the live object. The script returns a
+-- table with status (Healthy, Progressing, Degraded or Suspended) and
+-- message. It uses only Lua's base and table libraries, which are all that
+-- Argo CD gives scripts kept in argocd-cm. A missing field, or one of an
+-- unexpected type, never keeps it from answering.
+
+-- readyFalse is the health a False Ready condition stands for, by reason.
+-- A reason that is not listed counts as Degraded. It is global so that
+-- tests can hold it against the reasons the API defines.
+readyFalse = {
+  InvalidSpec = "Degraded", -- the spec cannot be used; what is enforced stays
+  ApplyFailed = "Degraded", -- writing a generated policy failed
+  UnresolvedPeers = "Degraded", -- some peers stand for nobody and are left out
+  OverlappingSegments = "Degraded", -- another segment selects some members
+  NeedsCilium = "Degraded", -- some flows need Cilium; the engine is Kubernetes
+  RejectedRule = "Degraded", -- Cilium refused some rules; they are left out
+}
+
+local function tbl(v)
+  if type(v) == "table" then
+    return v
+  end
+  return nil
+end
+
+-- str returns a string or a number as a string, anything else as "".
+local function str(v)
+  if type(v) == "string" then
+    return v
+  end
+  if type(v) == "number" then
+    return tostring(v)
+  end
+  return ""
+end
+
+-- num returns a number, or a string that holds one, as a number; else nil.
+local function num(v)
+  if type(v) == "number" or type(v) == "string" then
+    return tonumber(v)
+  end
+  return nil
+end
+
+-- join puts the parts that are not empty together, sep between them.
+local function join(sep, ...)
+  local out = ""
+  for i = 1, select("#", ...) do
+    local part = str(select(i, ...))
+    if part ~= "" then
+      if out ~= "" then
+        out = out .. sep
+      end
+      out = out .. part
+    end
+  end
+  return out
+end
+
+-- condition returns the condition of type kind, or an empty table.
+local function condition(status, kind)
+  for _, c in ipairs(tbl(status.conditions) or {}) do
+    if type(c) == "table" and c.type == kind then
+      return c
+    end
+  end
+  return {}
+end
+
+local function waiting(generation, observed)
+  if generation == nil then
+    return "waiting for the operator to report status"
+  end
+  local msg = "waiting for the operator to observe generation " .. str(generation)
+  if observed ~= nil then
+    msg = msg .. " (status is for generation " .. str(observed) .. ")"
+  end
+  return msg
+end
+
+local function assess(o)
+  -- Status that does not describe the current spec says nothing yet.
+  local generation = num((tbl(o.metadata) or {}).generation)
+  local status = tbl(o.status)
+  if status == nil then
+    return "Progressing", waiting(generation)
+  end
+  local observed = num(status.observedGeneration)
+  if observed == nil or (generation ~= nil and observed < generation) then
+    return "Progressing", waiting(generation, observed)
+  end
+  local ready = condition(status, "Ready")
+  local readyObserved = num(ready.observedGeneration)
+  if generation ~= nil and readyObserved ~= nil and readyObserved < generation then
+    return "Progressing", waiting(generation, readyObserved)
+  end
+  if next(ready) == nil then
+    return "Progressing", "waiting for the operator to set the Ready condition"
+  end
+
+  -- A problem outweighs Observe mode: it would hold when enforcing too.
+  local reason = str(ready.reason)
+  local message = str(ready.message)
+  if ready.status == "False" then
+    return readyFalse[reason] or "Degraded", join(": ", reason, message)
+  end
+  if ready.status ~= "True" then
+    local shown = str(ready.status)
+    if shown == "" then
+      shown = "not set"
+    end
+    return "Progressing", join(": ", "Ready is " .. shown, reason, message)
+  end
+
+  -- Observe mode computes the segment and writes nothing.
+  local enforced = condition(status, "Enforced")
+  if str(status.enforcement) == "Observe" or enforced.reason == "Observing" then
+    local observing = str(enforced.message)
+    if observing == "" then
+      observing = "Observe mode: the segment is computed and reported; nothing is written"
+    end
+    return "Suspended", observing
+  end
+
+  -- Enforced says what is written, or that there are no members.
+  local written = str(enforced.message)
+  if written == "" then
+    written = message
+  end
+  if written == "" then
+    written = "Ready"
+  end
+  return "Healthy", written
+end
+
+local hs = {}
+hs.status, hs.message = assess(tbl(obj) or {})
+return hs
