@@ -43,8 +43,9 @@ verify: generate manifests ## Regenerate everything; fail if the tree changes.
 	  (echo "generated files are out of date: run make generate manifests and commit" && exit 1)
 
 .PHONY: test
-test: control-plane helm ## Run every test against a local kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS=$(ASSETS) HELM=$(HELM_BIN) go test ./... -count=1 -timeout 40m
+test: control-plane helm $(CONTROLLER_GEN) ## Run every test against a local kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS=$(ASSETS) HELM=$(HELM_BIN) CONTROLLER_GEN=$(CONTROLLER_GEN) \
+	  go test ./... -count=1 -timeout 40m
 
 .PHONY: lint-chart
 lint-chart: helm ## Lint the Helm chart.

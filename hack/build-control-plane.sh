@@ -12,7 +12,9 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.17}
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest="${root}/bin/k8s/${KUBE_VERSION}-$(go env GOOS)-$(go env GOARCH)"
 
-if [[ -x "${dest}/kube-apiserver" && -x "${dest}/etcd" && -x "${dest}/kubectl" ]]; then
+# stamp marks binaries built by this recipe; older ones are rebuilt.
+stamp="${dest}/.recipe-2"
+if [[ -f "${stamp}" && -x "${dest}/kube-apiserver" && -x "${dest}/etcd" && -x "${dest}/kubectl" ]]; then
   echo "${dest}"
   exit 0
 fi
@@ -46,15 +48,24 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-if [[ ! -x "${dest}/kube-apiserver" || ! -x "${dest}/kubectl" ]]; then (
+# The version a release build stamps in, so that clients (Helm's kubeVersion
+# check among them) see the real server version.
+minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+kver="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kver+=" -X ${pkg}.gitVersion=v${KUBE_VERSION} -X ${pkg}.gitMajor=${KUBE_VERSION%%.*}"
+  kver+=" -X ${pkg}.gitMinor=${minor} -X ${pkg}.gitTreeState=clean"
+done
+
+if [[ ! -f "${stamp}" || ! -x "${dest}/kube-apiserver" || ! -x "${dest}/kubectl" ]]; then (
   cd "${work}"
   GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true
   GOFLAGS=-mod=mod go get "k8s.io/kubernetes@v${KUBE_VERSION}"
   echo "building kube-apiserver ${KUBE_VERSION}" >&2
-  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' \
+  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="${kver}" \
     -o "${dest}/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
   echo "building kubectl ${KUBE_VERSION}" >&2
-  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' \
+  CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="${kver}" \
     -o "${dest}/kubectl" k8s.io/kubernetes/cmd/kubectl
 ); fi
 
@@ -87,4 +98,5 @@ GO
 fi
 
 test -x "${dest}/etcd"
+touch "${stamp}"
 echo "${dest}"

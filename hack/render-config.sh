@@ -21,16 +21,16 @@ for dir in rbac manager webhook; do
   rm -f "${root}/config/${dir}"/*.yaml
 done
 
-# Each document starts with "---" and "# Source: iomt-operator/templates/<dir>/<file>".
+# Each document starts with "---" and "# Source: iomt-operator/templates/<dir>/<file>";
+# Helm orders documents by kind, so one file's documents need not be adjacent.
 awk -v root="${root}/config" '
   /^---$/ { next }
   /^# Source: iomt-operator\/templates\// {
     path = $3; sub(/^iomt-operator\/templates\//, "", path)
-    if (path != last) {
-      close(out); out = root "/" path
-      print "# Written by hack/render-config.sh from charts/iomt-operator; do not edit." > out
-    } else { print "---" > out }
-    last = path; next
+    out = root "/" path
+    if (out in seen) { print "---" > out }
+    else { print "# Written by hack/render-config.sh from charts/iomt-operator; do not edit." > out }
+    seen[out] = 1; next
   }
   /^ *helm\.sh\/chart:/ { next }
   { sub(/app\.kubernetes\.io\/managed-by: Helm/, "app.kubernetes.io/managed-by: kustomize"); print > out }

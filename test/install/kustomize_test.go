@@ -7,9 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/medinaii/iomt-operator/test/clinic"
@@ -97,50 +97,59 @@ func union(a, b map[string]*unstructured.Unstructured) []string {
 	return keys
 }
 
-// normalize drops what only Helm's route sets.
+// normalize drops what only Helm's route sets: its labels wherever labels
+// are, and on the CRDs, which controller-gen writes bare, every label.
 func normalize(o *unstructured.Unstructured) map[string]any {
 	c := o.DeepCopy()
-	labels := c.GetLabels()
-	for _, l := range helmOnlyLabels {
-		delete(labels, l)
+	if c.GetKind() == "CustomResourceDefinition" {
+		c.SetLabels(nil)
 	}
-	c.SetLabels(labels)
 	annotations := c.GetAnnotations()
 	for _, a := range helmOnlyAnnotations {
 		delete(annotations, a)
 	}
 	c.SetAnnotations(annotations)
+	dropHelmLabels(c.Object)
 	return c.Object
 }
 
-// diffJSON returns the lines where want and got differ as indented JSON,
-// or "" when they are the same.
-func diffJSON(want, got any) string {
-	w, err1 := json.MarshalIndent(want, "", "  ")
-	g, err2 := json.MarshalIndent(got, "", "  ")
-	if err1 != nil || err2 != nil {
-		return fmt.Sprintf("cannot compare: %v %v", err1, err2)
-	}
-	if string(w) == string(g) {
-		return ""
-	}
-	wl, gl := strings.Split(string(w), "\n"), strings.Split(string(g), "\n")
-	var b strings.Builder
-	for i := 0; i < max(len(wl), len(gl)); i++ {
-		var x, y string
-		if i < len(wl) {
-			x = wl[i]
-		}
-		if i < len(gl) {
-			y = gl[i]
-		}
-		if x != y {
-			fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, x, y)
-			if b.Len() > 2000 {
-				b.WriteString("...\n")
-				break
+func dropHelmLabels(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, child := range v {
+			if labels, ok := child.(map[string]any); ok && k == "labels" {
+				for _, l := range helmOnlyLabels {
+					delete(labels, l)
+				}
+				if len(labels) == 0 {
+					delete(v, k)
+				}
+				continue
 			}
+			dropHelmLabels(child)
+		}
+	case []any:
+		for _, child := range v {
+			dropHelmLabels(child)
 		}
 	}
-	return b.String()
+}
+
+// diffJSON returns how got differs from want, or "" when they are the same
+// once both are JSON.
+func diffJSON(want, got any) string {
+	var w, g any
+	for _, p := range []struct {
+		in  any
+		out *any
+	}{{want, &w}, {got, &g}} {
+		raw, err := json.Marshal(p.in)
+		if err != nil {
+			return fmt.Sprintf("cannot compare: %v", err)
+		}
+		if err := json.Unmarshal(raw, p.out); err != nil {
+			return fmt.Sprintf("cannot compare: %v", err)
+		}
+	}
+	return cmp.Diff(w, g)
 }
