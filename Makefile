@@ -77,6 +77,14 @@ run: ## Run the operator here against the cluster of the current kubeconfig.
 build: ## Build the operator binary into bin/.
 	go build -o $(BIN)/manager ./cmd/manager
 
+IMAGE_REGISTRY ?= ghcr.io/medinaii
+IMAGE_TAG ?= $(shell awk '/^appVersion:/ {gsub(/"/, "", $$2); print $$2}' charts/iomt-operator/Chart.yaml)
+
+.PHONY: images
+images: ## Build the operator and verifier images (needs a Docker engine).
+	docker build --build-arg PROGRAM=manager -t $(IMAGE_REGISTRY)/iomt-operator:$(IMAGE_TAG) .
+	docker build --build-arg PROGRAM=verifier -t $(IMAGE_REGISTRY)/iomt-verifier:$(IMAGE_TAG) .
+
 .PHONY: helm
 helm: $(HELM_BIN) ## Build the pinned Helm from its Go module into bin/ (once).
 

@@ -12,7 +12,8 @@ import (
 
 // deviceNamespacesInValues are the device namespaces the ci values sets
 // name; RoleBindings go there, so they must exist.
-var deviceNamespacesInValues = []string{"icu", "ward-3", "radiology"}
+var deviceNamespacesInValues = []string{"icu", "ward-3", "radiology", "lab", "integration",
+	"clinical-apps"}
 
 // Every object of every values set, and of config/default, is accepted by
 // the API server (server-side apply, dry run), into a namespace that warns
@@ -29,6 +30,8 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 
 	routes := map[string][]*unstructured.Unstructured{
 		"config/default": kustomize(t, filepath.Join(configDir, "default")),
+		"config/overlays/sample-clinic": kustomize(t,
+			filepath.Join(configDir, "overlays", "sample-clinic")),
 	}
 	for _, f := range valuesSets(t) {
 		routes["chart with "+filepath.Base(f)] = render(t, "iomt-system", []string{f})
