@@ -26,10 +26,8 @@ type AttestationOptions struct {
 // attestationEndpoint serves reports over mutual TLS. Its certificate and
 // the CAs it trusts for clients both come from the operator's device CA, so
 // verifiers trust it through the bundle they already mount. It runs on the
-// leader only, whose reconcilers fold the reports in.
-// TODO: a report that reaches a replica that is not the leader is refused
-// and retried by the verifier; with two replicas behind one Service, about
-// half the first attempts fail over before they land.
+// leader only, whose reconcilers fold the reports in; LeaderLabel points
+// the attestation Service at the leader's pod.
 type attestationEndpoint struct {
 	opts        AttestationOptions
 	trustDomain string

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
@@ -44,6 +45,13 @@ import (
 type IdentityOptions struct {
 	// OperatorNamespace holds the CA Secret iomt-ca. Required.
 	OperatorNamespace string
+	// DeviceNamespaces are the namespaces where the operator issues device
+	// identities, and so the only ones, besides OperatorNamespace, whose
+	// Secrets it reads, watches and writes. Nil means every namespace; an
+	// empty, non-nil list means none. A device in any other namespace
+	// reports IdentityIssued=False with reason NamespaceNotEnrolled and is
+	// segmented as usual. Each name must be a DNS-1123 label.
+	DeviceNamespaces []string
 	// TrustDomain is the SPIFFE trust domain; iomt.local when empty.
 	TrustDomain string
 	// DefaultLifetime is the lifetime of certificates whose device does
@@ -114,7 +122,42 @@ func (o IdentityOptions) complete() (IdentityOptions, error) {
 	case o.CertManager.Default && o.CertManager.IssuerName == "":
 		return o, errors.New("cert-manager is the default issuer, but no issuer is named")
 	}
+	for _, ns := range o.DeviceNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return o, fmt.Errorf("device namespace %q is not a namespace name: %s", ns,
+				strings.Join(errs, "; "))
+		}
+	}
 	return o, nil
+}
+
+// enrolled reports whether the operator issues identities in namespace ns.
+func (o IdentityOptions) enrolled(ns string) bool {
+	return o.DeviceNamespaces == nil || slices.Contains(o.DeviceNamespaces, ns)
+}
+
+// cachedNamespaces are the namespaces whose labelled Secrets, trust
+// bundles and Certificates are cached: the device namespaces and the
+// operator's own, which holds the CA Secret. Nil, for every namespace, when
+// DeviceNamespaces is nil. The operator's namespace keeps the map from
+// ever being empty, which controller-runtime would take as every namespace.
+func (o IdentityOptions) cachedNamespaces() map[string]cache.Config {
+	if o.DeviceNamespaces == nil {
+		return nil
+	}
+	out := map[string]cache.Config{}
+	for _, ns := range append([]string{o.OperatorNamespace}, o.DeviceNamespaces...) {
+		if ns != "" { // "" would mean every namespace; complete rejects it
+			out[ns] = cache.Config{LabelSelector: managedSelector()}
+		}
+	}
+	return out
+}
+
+// notEnrolledMessage says how to let the operator issue identities in ns.
+func notEnrolledMessage(ns string) string {
+	return fmt.Sprintf("namespace %q is not one of the operator's device namespaces; add it to the "+
+		"operator's --device-namespaces (Helm value deviceNamespaces)", ns)
 }
 
 // Labels of what the identity controllers write, besides the managed-by
@@ -141,20 +184,29 @@ func identityLabels(issuer string) map[string]string {
 	return l
 }
 
-// IdentityCacheObjects restrict the manager's cache to what device
-// identity reads through it: Secrets the operator labelled, and Namespaces
-// that choose their issuer. Merge them into the manager's cache ByObject
-// options. Trust bundle ConfigMaps and cert-manager Certificates are read
-// through a cache of their own, which SetupIdentity adds to the manager.
-func IdentityCacheObjects() map[client.Object]cache.ByObject {
+// CacheObjects restrict the manager's cache to what device identity reads
+// through it: Secrets the operator labelled, in the device namespaces and
+// the operator's own (in every namespace when DeviceNamespaces is nil), and
+// Namespaces that choose their issuer. Merge them into the manager's cache
+// ByObject options; OperatorNamespace must be set. Trust bundle ConfigMaps
+// and cert-manager Certificates are read through a cache of their own,
+// which SetupIdentity adds to the manager, kept to the same namespaces.
+func (o IdentityOptions) CacheObjects() map[client.Object]cache.ByObject {
 	choosing, err := labels.NewRequirement(iomtv1.IssuerLabel, selection.Exists, nil)
 	if err != nil {
 		panic(err)
 	}
 	return map[client.Object]cache.ByObject{
-		&corev1.Secret{}:    {Label: managedSelector()},
+		&corev1.Secret{}:    {Label: managedSelector(), Namespaces: o.cachedNamespaces()},
 		&corev1.Namespace{}: {Label: labels.NewSelector().Add(*choosing)},
 	}
+}
+
+// IdentityCacheObjects are the CacheObjects of an operator that issues
+// identities in every namespace: they cache Secrets cluster-wide. An
+// operator given DeviceNamespaces must use IdentityOptions.CacheObjects.
+func IdentityCacheObjects() map[client.Object]cache.ByObject {
+	return IdentityOptions{}.CacheObjects()
 }
 
 func managedSelector() labels.Selector {
@@ -162,7 +214,8 @@ func managedSelector() labels.Selector {
 }
 
 // SetupIdentity registers the controllers that keep the operator's CA,
-// every device's certificate and every namespace's trust bundle.
+// every device's certificate and every namespace's trust bundle. The
+// manager's cache must hold Secrets as opts.CacheObjects says.
 func SetupIdentity(ctx context.Context, mgr ctrl.Manager, opts IdentityOptions) error {
 	_, err := setupIdentity(ctx, mgr, opts)
 	return err
@@ -175,7 +228,7 @@ func setupIdentity(ctx context.Context, mgr ctrl.Manager, opts IdentityOptions) 
 	if err != nil {
 		return nil, err
 	}
-	own, err := ownCache(mgr)
+	own, err := ownCache(mgr, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +249,7 @@ func setupIdentity(ctx context.Context, mgr ctrl.Manager, opts IdentityOptions) 
 		return nil, err
 	}
 	if err := (&trustBundleReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), own: own, auth: auth,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), own: own, auth: auth, opts: opts,
 	}).setupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -211,12 +264,14 @@ func setupIdentity(ctx context.Context, mgr ctrl.Manager, opts IdentityOptions) 
 
 // ownCache is a cache of the operator's own ConfigMaps and Certificates,
 // apart from the manager's, whose ConfigMaps are limited to the advisories
-// in the operator's namespace.
-func ownCache(mgr ctrl.Manager) (cache.Cache, error) {
+// in the operator's namespace. It holds the namespaces whose Secrets the
+// operator may read.
+func ownCache(mgr ctrl.Manager, opts IdentityOptions) (cache.Cache, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		Scheme:               mgr.GetScheme(),
 		Mapper:               mgr.GetRESTMapper(),
 		HTTPClient:           mgr.GetHTTPClient(),
+		DefaultNamespaces:    opts.cachedNamespaces(),
 		DefaultLabelSelector: managedSelector(),
 		DefaultTransform:     cache.TransformStripManagedFields(),
 	})
@@ -322,16 +377,7 @@ func (r *identityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, nil
 	}
 
-	iss, err := r.issuerOf(ctx, dev.Namespace)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	var out outcome
-	if iss.certManager {
-		out, err = r.viaCertManager(ctx, &dev, iss)
-	} else {
-		out, err = r.viaOperator(ctx, &dev)
-	}
+	out, err := r.issue(ctx, &dev)
 	if out.wait {
 		return ctrl.Result{}, err
 	}
@@ -351,6 +397,28 @@ func (r *identityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: out.requeue}, nil
+}
+
+// issue has the device's certificate issued by whoever signs for its
+// namespace. In a namespace the operator may not touch Secrets in, nothing
+// is read or written and the device is told so.
+func (r *identityReconciler) issue(ctx context.Context, dev *iomtv1.MedicalDevice) (
+	outcome, error) {
+	if !r.opts.enrolled(dev.Namespace) {
+		// TODO: the admission webhook still mounts the identity Secret into
+		// this device's pods, which then never start; it should leave them be.
+		return outcome{reason: iomtv1.ReasonNamespaceNotEnrolled,
+			message: notEnrolledMessage(dev.Namespace)}, nil
+	}
+
+	iss, err := r.issuerOf(ctx, dev.Namespace)
+	if err != nil {
+		return outcome{wait: true}, err
+	}
+	if iss.certManager {
+		return r.viaCertManager(ctx, dev, iss)
+	}
+	return r.viaOperator(ctx, dev)
 }
 
 // issuer is who signs a namespace's certificates.

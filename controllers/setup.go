@@ -55,6 +55,16 @@ func (o Options) namespace() string {
 	return o.Namespace
 }
 
+// identity returns the identity options, in the operator's namespace
+// unless they name another.
+func (o Options) identity() IdentityOptions {
+	id := *o.Identity
+	if id.OperatorNamespace == "" {
+		id.OperatorNamespace = o.namespace()
+	}
+	return id
+}
+
 // NewScheme returns a scheme with the kinds the operator reads and writes.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -72,7 +82,8 @@ func NewScheme() *runtime.Scheme {
 
 // CacheOptions keep the cache to what the operator manages: of
 // NetworkPolicies only its own, of ConfigMaps only the advisories in its
-// namespace, and no managedFields on anything.
+// namespace, of Secrets only its own in the namespaces identity may touch,
+// and no managedFields on anything.
 func CacheOptions(opts Options) cache.Options {
 	hasAdvisories, err := labels.NewRequirement(iomtv1.AdvisoriesLabel, selection.Exists, nil)
 	if err != nil {
@@ -89,7 +100,7 @@ func CacheOptions(opts Options) cache.Options {
 		},
 	}
 	if opts.Identity != nil {
-		maps.Copy(byObject, IdentityCacheObjects())
+		maps.Copy(byObject, opts.identity().CacheObjects())
 	}
 	return cache.Options{DefaultTransform: cache.TransformStripManagedFields(), ByObject: byObject}
 }
@@ -140,10 +151,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Identity == nil {
 		return nil
 	}
-	id := *opts.Identity
-	if id.OperatorNamespace == "" {
-		id.OperatorNamespace = opts.namespace()
-	}
+	id := opts.identity()
 	auth, err := setupIdentity(ctx, mgr, id)
 	if err != nil || opts.Attestation == nil {
 		return err

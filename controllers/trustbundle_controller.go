@@ -291,6 +291,9 @@ func (r *caReconciler) observe(ctx context.Context, set *identity.CASet, secret 
 		return obs, fmt.Errorf("failed to list identity Secrets: %w", err)
 	}
 	for _, s := range secrets.Items {
+		if !r.opts.enrolled(s.Namespace) {
+			continue // left behind in a namespace no longer enrolled; never renewed
+		}
 		distributed = distributed && identity.BundleHolds(s.Data[identity.BundleKey], trusted...)
 		leaf, err := identity.ParseLeaf(s.Data[identity.CertKey], nil)
 		if err != nil {
@@ -310,6 +313,9 @@ func (r *caReconciler) observe(ctx context.Context, set *identity.CASet, secret 
 	}
 	published := map[string]bool{}
 	for _, cm := range bundles.Items {
+		if !r.opts.enrolled(cm.Namespace) {
+			continue
+		}
 		published[cm.Namespace] = true
 		bundle := []byte(cm.Data[identity.BundleKey])
 		distributed = distributed && identity.BundleHolds(bundle, trusted...)
@@ -319,7 +325,9 @@ func (r *caReconciler) observe(ctx context.Context, set *identity.CASet, secret 
 		return obs, fmt.Errorf("failed to list MedicalDevices: %w", err)
 	}
 	for _, d := range devs.Items {
-		distributed = distributed && published[d.Namespace]
+		if r.opts.enrolled(d.Namespace) {
+			distributed = distributed && published[d.Namespace]
+		}
 	}
 	obs.Distributed = distributed
 	return obs, nil
@@ -423,8 +431,8 @@ func (r *caReconciler) setupWithManager(mgr ctrl.Manager) error {
 }
 
 // trustBundleReconciler keeps the ConfigMap iomt-trust-bundle in every
-// namespace with devices, holding every CA a device certificate there may
-// chain to. Requests are keyed by namespace name.
+// device namespace with devices, holding every CA a device certificate
+// there may chain to. Requests are keyed by namespace name.
 type trustBundleReconciler struct {
 	client.Client
 	// APIReader reads Namespaces, which the cache holds only in part.
@@ -432,6 +440,8 @@ type trustBundleReconciler struct {
 	// own holds the trust bundle ConfigMaps.
 	own  cache.Cache
 	auth *authority
+	// opts say which namespaces are device namespaces.
+	opts IdentityOptions
 }
 
 // Reconcile writes the namespace's bundle when it is missing or differs.
@@ -439,10 +449,11 @@ type trustBundleReconciler struct {
 // still mount it.
 func (r *trustBundleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	set := r.auth.current()
-	if set == nil {
-		return ctrl.Result{}, nil // woken when the CA is loaded
-	}
 	ns := req.Name
+	// Woken again once the CA is loaded. No identity, no bundle.
+	if set == nil || !r.opts.enrolled(ns) {
+		return ctrl.Result{}, nil
+	}
 	var have corev1.ConfigMap
 	err := r.own.Get(ctx, client.ObjectKey{Namespace: ns, Name: iomtv1.TrustBundleName}, &have)
 	if client.IgnoreNotFound(err) != nil {
@@ -573,7 +584,9 @@ func (r *trustBundleReconciler) everyNamespace(ctx context.Context, _ client.Obj
 		log.FromContext(ctx).Error(err, "Cannot map CA change to namespaces")
 	}
 	for _, d := range devs.Items {
-		seen[d.Namespace] = true
+		if r.opts.enrolled(d.Namespace) {
+			seen[d.Namespace] = true
+		}
 	}
 	var bundles corev1.ConfigMapList
 	if err := r.own.List(ctx, &bundles, client.MatchingLabels(managedLabels(componentBundle)),

@@ -52,6 +52,13 @@ const ReasonInvalidSpec = "InvalidSpec"
 // issued, valid and not yet due for renewal.
 const ConditionIdentityIssued = "IdentityIssued"
 
+// ReasonNamespaceNotEnrolled: IdentityIssued is False because the device's
+// namespace is not one of the operator's device namespaces, so the operator
+// neither reads nor writes Secrets there and issues no certificate. Adding
+// the namespace to the operator's --device-namespaces fixes it. The other
+// IdentityIssued reasons are with the identity types.
+const ReasonNamespaceNotEnrolled = "NamespaceNotEnrolled"
+
 // ConditionQuarantined is True on a MedicalDevice that is restricted or
 // isolated.
 const ConditionQuarantined = "Quarantined"

@@ -3,17 +3,21 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -35,10 +39,12 @@ type config struct {
 	dnsPodLabels  string
 	webhooks      bool
 	policyEngine  string
-	webhook       iomtwebhook.Options
-	identity      controllers.IdentityOptions
-	attestation   controllers.AttestationOptions
-	attestHosts   string
+	// deviceNamespaces is --device-namespaces as given.
+	deviceNamespaces string
+	webhook          iomtwebhook.Options
+	identity         controllers.IdentityOptions
+	attestation      controllers.AttestationOptions
+	attestHosts      string
 }
 
 func main() {
@@ -64,6 +70,11 @@ func main() {
 	c.webhook.BindFlags(flag.CommandLine)
 	flag.StringVar(&c.identity.TrustDomain, "trust-domain", "iomt.local",
 		"SPIFFE trust domain of device identities.")
+	flag.StringVar(&c.deviceNamespaces, "device-namespaces", "*",
+		"Namespaces where device identities are issued, comma-separated, and the only ones "+
+			"besides --namespace whose Secrets the operator reads or writes: * for every namespace, "+
+			"an empty value for none. A device elsewhere gets IdentityIssued=False, reason "+
+			"NamespaceNotEnrolled, and is segmented as usual.")
 	flag.DurationVar(&c.identity.DefaultLifetime, "identity-lifetime", 24*time.Hour,
 		"Lifetime of device certificates whose MedicalDevice does not set spec.identity.lifetime.")
 	flag.DurationVar(&c.identity.CALifetime, "ca-lifetime", 365*24*time.Hour,
@@ -101,6 +112,10 @@ func run(c config) error {
 	segCfg.DNSNamespace, segCfg.DNSPodLabels = c.dnsNamespace, dnsLabels
 	segCfg.AttestationNamespace = c.namespace
 	c.identity.OperatorNamespace = c.namespace
+	c.identity.DeviceNamespaces, err = parseDeviceNamespaces(c.deviceNamespaces)
+	if err != nil {
+		return err
+	}
 	engine, err := controllers.ParseEngineMode(c.policyEngine)
 	if err != nil {
 		return fmt.Errorf("failed to parse --policy-engine: %w", err)
@@ -133,12 +148,13 @@ func run(c config) error {
 
 	c.webhook.OperatorNamespace = c.namespace
 	mgrOpts := ctrl.Options{
-		Scheme:                 controllers.NewScheme(),
-		Cache:                  controllers.CacheOptions(opts),
-		Metrics:                metricsOpts,
-		HealthProbeBindAddress: c.probeAddr,
-		LeaderElection:         c.leaderElect,
-		LeaderElectionID:       "iomt-operator.iomt.medinaii.io",
+		Scheme:                  controllers.NewScheme(),
+		Cache:                   controllers.CacheOptions(opts),
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  c.probeAddr,
+		LeaderElection:          c.leaderElect,
+		LeaderElectionID:        "iomt-operator.iomt.medinaii.io",
+		LeaderElectionNamespace: c.namespace,
 	}
 	if c.webhooks {
 		mgrOpts.WebhookServer = iomtwebhook.NewServer(c.webhook)
@@ -152,6 +168,11 @@ func run(c config) error {
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return fmt.Errorf("failed to set up controllers: %w", err)
 	}
+	if opts.Attestation != nil {
+		if err := followLeader(ctx, mgr, c.namespace); err != nil {
+			return err
+		}
+	}
 	if c.webhooks {
 		if err := iomtwebhook.SetupWebhooks(mgr, c.webhook); err != nil {
 			return err
@@ -164,6 +185,53 @@ func run(c config) error {
 		return fmt.Errorf("failed to add ready check: %w", err)
 	}
 	return mgr.Start(ctx)
+}
+
+// parseDeviceNamespaces reads --device-namespaces: "*" is every namespace
+// (nil), an empty value none (an empty list), anything else a
+// comma-separated list of namespace names.
+func parseDeviceNamespaces(value string) ([]string, error) {
+	value = strings.TrimSpace(value)
+	switch value {
+	case "*":
+		return nil, nil
+	case "":
+		return []string{}, nil
+	}
+
+	var out []string
+	for name := range strings.SplitSeq(value, ",") {
+		name = strings.TrimSpace(name)
+		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			return nil, fmt.Errorf("failed to parse --device-namespaces: %q is not a namespace name: %s",
+				name, strings.Join(errs, "; "))
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// followLeader has only the leader's pod carry the label the attestation
+// Service selects, since only the leader serves reports. A restarted
+// container drops the label before it can become ready. Outside a cluster,
+// with no POD_NAME, it does nothing.
+func followLeader(ctx context.Context, mgr ctrl.Manager, namespace string) error {
+	pods, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return fmt.Errorf("failed to create a client for the operator's pod: %w", err)
+	}
+	label := controllers.NewLeaderLabel(pods, namespace, os.Getenv("POD_NAME"))
+	withdrawCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := label.Withdraw(withdrawCtx); err != nil {
+		return fmt.Errorf("failed to withdraw the attestation label from this pod: %w", err)
+	}
+	if err := mgr.Add(label); err != nil {
+		return fmt.Errorf("failed to add the attestation label: %w", err)
+	}
+	return nil
 }
 
 // attestationHosts are the names in the attestation endpoint's certificate.

@@ -1,0 +1,546 @@
+package install_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/test/clinic"
+)
+
+const (
+	operatorNamespace = "iomt-system"
+	operatorAccount   = "system:serviceaccount:iomt-system:iomt-operator"
+)
+
+// enrolled are the sample clinic's namespaces the chart is told hold
+// devices with identities; the others get segments only.
+var enrolled = []string{"icu", "ward-3"}
+
+// The operator's own binary, with the arguments of the chart's Deployment,
+// runs the sample clinic as the chart's service account: with exactly the
+// RBAC the chart grants, through impersonation. Segments are enforced,
+// identities issued where Secrets are granted and refused elsewhere,
+// advisories read, the webhook caBundle kept, a leader elected, and
+// metrics served to the scrapers the chart authorizes. Nothing it does is
+// forbidden, and what it must not do, it cannot.
+func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
+	cp := needCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	samples, err := clinic.LoadManifests(filepath.Join(configDir, "samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := clinic.Namespaces(samples)
+	for _, ns := range append([]string{operatorNamespace}, namespaces...) {
+		ensureNamespace(t, ns, nil)
+	}
+	objs := render(t, operatorNamespace, nil, "deviceNamespaces={"+strings.Join(enrolled, ",")+"}")
+	installed := installForOperator(t, objs)
+	pod := operatorPod(t, ctx, objs)
+
+	logs := startOperatorBinary(t, ctx, objs)
+
+	if err := clinic.Apply(ctx, cp.k8s, samples, "clinic-admin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := clinic.LoadAdvisories(ctx, cp.k8s, filepath.Join(configDir, "samples", "advisories"),
+		operatorNamespace); err != nil {
+		t.Fatal(err)
+	}
+	if err := clinic.WaitForConvergence(ctx, cp.k8s, namespaces, 2*time.Minute); err != nil {
+		t.Fatalf("%v\noperator log:\n%s", err, logs.tail())
+	}
+
+	t.Run("segments are enforced", func(t *testing.T) {
+		var segs iomtv1.SegmentPolicyList
+		if err := cp.k8s.List(ctx, &segs); err != nil {
+			t.Fatal(err)
+		}
+		enforced := 0
+		for _, s := range segs.Items {
+			if s.Status.Enforcement == iomtv1.EnforcementObserve {
+				continue // computed and reported, not written
+			}
+			enforced++
+			if len(s.Status.Policies) == 0 {
+				t.Errorf("segment %s/%s reports no policies", s.Namespace, s.Name)
+			}
+			for _, name := range s.Status.Policies {
+				var np networkingv1.NetworkPolicy
+				if err := cp.k8s.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, &np); err != nil {
+					t.Errorf("segment %s/%s: %v", s.Namespace, s.Name, err)
+				}
+			}
+		}
+		if enforced == 0 {
+			t.Error("no sample segment is enforced")
+		}
+	})
+
+	t.Run("identities in device namespaces only", func(t *testing.T) {
+		eventually(t, ctx, func() error { return identitiesAsGranted(ctx, cp.k8s) })
+	})
+
+	t.Run("advisories are read", func(t *testing.T) {
+		var devs iomtv1.MedicalDeviceList
+		if err := cp.k8s.List(ctx, &devs); err != nil {
+			t.Fatal(err)
+		}
+		vulnerable := 0
+		for _, d := range devs.Items {
+			if meta.IsStatusConditionTrue(d.Status.Conditions, iomtv1.ConditionVulnerable) {
+				vulnerable++
+			}
+		}
+		if vulnerable == 0 {
+			t.Error("no sample device is found vulnerable; the advisories were not read")
+		}
+	})
+
+	t.Run("webhook caBundle is kept", func(t *testing.T) {
+		eventually(t, ctx, func() error {
+			var m admissionregistrationv1.MutatingWebhookConfiguration
+			var v admissionregistrationv1.ValidatingWebhookConfiguration
+			key := client.ObjectKey{Name: "iomt-operator"}
+			if err := cp.k8s.Get(ctx, key, &m); err != nil {
+				return err
+			}
+			if err := cp.k8s.Get(ctx, key, &v); err != nil {
+				return err
+			}
+			if len(m.Webhooks[0].ClientConfig.CABundle) == 0 || len(v.Webhooks[0].ClientConfig.CABundle) == 0 {
+				return fmt.Errorf("caBundle not written yet")
+			}
+			return nil
+		})
+	})
+
+	t.Run("the attestation Service reaches the leader", func(t *testing.T) {
+		svc := convert[corev1.Service](t, find(objs, "Service", "iomt-operator-attestation"))
+		eventually(t, ctx, func() error {
+			if err := cp.k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+				return err
+			}
+			for k, v := range svc.Spec.Selector {
+				if pod.Labels[k] != v {
+					return fmt.Errorf("the leader's pod has %s=%q; the Service selects %q", k, pod.Labels[k], v)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("a leader is elected", func(t *testing.T) {
+		var leases coordinationv1.LeaseList
+		if err := cp.k8s.List(ctx, &leases, client.InNamespace(operatorNamespace)); err != nil {
+			t.Fatal(err)
+		}
+		held := slices.ContainsFunc(leases.Items, func(l coordinationv1.Lease) bool {
+			return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != ""
+		})
+		if !held {
+			t.Errorf("no lease held in %s", operatorNamespace)
+		}
+	})
+
+	t.Run("metrics only for authorized scrapers", func(t *testing.T) {
+		scrape := func(account string) int {
+			token := serviceAccountToken(t, ctx, account)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+				"https://"+logs.metricsAddr+"/metrics", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			insecure := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+			resp, err := (&http.Client{Transport: insecure, Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		bindMetricsReader(t, ctx, "prometheus")
+		if code := scrape("prometheus"); code != http.StatusOK {
+			t.Errorf("a scraper bound to iomt-operator-metrics-reader got %d", code)
+		}
+		if code := scrape("stranger"); code != http.StatusForbidden {
+			t.Errorf("an unbound service account got %d, want 403", code)
+		}
+	})
+
+	t.Run("what it must not do, it cannot", func(t *testing.T) {
+		for _, tc := range []struct {
+			verb, resource, namespace string
+			allowed                   bool
+		}{
+			{"list", "secrets", "", false},
+			{"watch", "secrets", "", false},
+			{"get", "secrets", "kube-system", false},
+			{"list", "secrets", "lab", false},
+			{"list", "pods", "", false},
+			{"get", "pods", "icu", false},
+			{"delete", "medicaldevices", "icu", false},
+			{"update", "medicaldevices", "icu", false},
+			{"patch", "mutatingwebhookconfigurations", "", false},
+			{"create", "clusterrolebindings", "", false},
+			{"list", "secrets", "icu", true},
+			{"create", "secrets", "ward-3", true},
+		} {
+			got := allowed(t, ctx, tc.verb, tc.resource, tc.namespace)
+			if got != tc.allowed {
+				t.Errorf("%s %s in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.namespace,
+					got, tc.allowed)
+			}
+		}
+	})
+
+	if forbidden := logs.forbidden(); len(forbidden) > 0 {
+		t.Errorf("the operator was refused:\n%s", strings.Join(forbidden, "\n"))
+	}
+	cancel()
+	logs.wait()
+	removeInstalled(t, installed)
+}
+
+// operatorPodName is the pod the operator binary believes it runs in.
+const operatorPodName = "iomt-operator-0"
+
+// operatorPod creates the pod the operator process stands for, from the
+// chart's pod template. No kubelet runs it; the operator only labels it.
+func operatorPod(t *testing.T, ctx context.Context, objs []*unstructured.Unstructured) *corev1.Pod {
+	t.Helper()
+	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", "iomt-operator"))
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: operatorPodName, Namespace: operatorNamespace,
+			Labels: dep.Spec.Template.Labels},
+		Spec: dep.Spec.Template.Spec,
+	}
+	if err := cluster.k8s.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.k8s.Delete(context.Background(), pod) })
+	return pod
+}
+
+// installForOperator installs the chart's CRDs, service account, RBAC and
+// webhook configurations for real: what the operator needs to exist. Its
+// Deployment, which no kubelet here would run, is left out.
+func installForOperator(t *testing.T, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	t.Helper()
+	ctx := context.Background()
+	kinds := []string{"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+		"Role", "RoleBinding", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+	var installed []*unstructured.Unstructured
+	for _, o := range objs {
+		if !slices.Contains(kinds, o.GetKind()) {
+			continue
+		}
+		if err := cluster.k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()),
+			client.FieldOwner("install-test"), client.ForceOwnership); err != nil {
+			t.Fatalf("%s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+		installed = append(installed, o)
+	}
+	waitForCRD(t, devicesCRD)
+	waitForCRD(t, segmentsCRD)
+	return installed
+}
+
+func removeInstalled(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	for _, o := range objs {
+		if err := cluster.k8s.Delete(context.Background(), o.DeepCopy()); client.IgnoreNotFound(err) != nil {
+			t.Errorf("failed to remove %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+}
+
+// identitiesAsGranted checks that every device in an enrolled namespace
+// has its identity Secret and IdentityIssued, and every other device has
+// neither and says why.
+func identitiesAsGranted(ctx context.Context, c client.Client) error {
+	var devs iomtv1.MedicalDeviceList
+	if err := c.List(ctx, &devs); err != nil {
+		return err
+	}
+	for _, d := range devs.Items {
+		cond := meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionIdentityIssued)
+		var secret corev1.Secret
+		err := c.Get(ctx, client.ObjectKey{Namespace: d.Namespace, Name: iomtv1.IdentitySecretName(d.Name)},
+			&secret)
+		if slices.Contains(enrolled, d.Namespace) {
+			if cond == nil || cond.Status != metav1.ConditionTrue {
+				return fmt.Errorf("device %s/%s: IdentityIssued %v", d.Namespace, d.Name, cond)
+			}
+			if err != nil {
+				return fmt.Errorf("device %s/%s: %w", d.Namespace, d.Name, err)
+			}
+			continue
+		}
+		if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != iomtv1.ReasonNamespaceNotEnrolled {
+			return fmt.Errorf("device %s/%s outside the device namespaces: IdentityIssued %v",
+				d.Namespace, d.Name, cond)
+		}
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("device %s/%s outside the device namespaces has a Secret (%v)",
+				d.Namespace, d.Name, err)
+		}
+	}
+	return nil
+}
+
+// operatorLogs holds what the operator process printed.
+type operatorLogs struct {
+	mu          sync.Mutex
+	buf         bytes.Buffer
+	done        chan struct{}
+	metricsAddr string
+}
+
+func (l *operatorLogs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *operatorLogs) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Split(l.buf.String(), "\n")
+}
+
+func (l *operatorLogs) tail() string {
+	lines := l.lines()
+	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+}
+
+var forbiddenLine = regexp.MustCompile(`(?i)forbidden|cannot (get|list|watch|create|update|patch|delete)`)
+
+func (l *operatorLogs) forbidden() []string {
+	var out []string
+	for _, line := range l.lines() {
+		if forbiddenLine.MatchString(line) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func (l *operatorLogs) wait() {
+	select {
+	case <-l.done:
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// startOperatorBinary builds cmd/manager and runs it with the arguments of
+// the chart's Deployment, the listening addresses moved to free loopback
+// ports, as the chart's service account.
+func startOperatorBinary(t *testing.T, ctx context.Context,
+	objs []*unstructured.Unstructured) *operatorLogs {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/manager")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	dep := convert[appsv1.Deployment](t, find(objs, "Deployment", "iomt-operator"))
+	container := dep.Spec.Template.Spec.Containers[0]
+	logs := &operatorLogs{done: make(chan struct{}), metricsAddr: freeAddress(t)}
+	moved := map[string]string{
+		"--metrics-bind-address":      logs.metricsAddr,
+		"--health-probe-bind-address": freeAddress(t),
+		"--attestation-bind-address":  freeAddress(t),
+		"--webhook-port":              port(t, freeAddress(t)),
+		"--webhook-cert-dir":          filepath.Join(dir, "serving-certs"),
+	}
+	var args []string
+	for _, a := range container.Args {
+		name, _, _ := strings.Cut(a, "=")
+		if v, ok := moved[name]; ok {
+			a = name + "=" + v
+		}
+		args = append(args, a)
+	}
+	args = append(args, "--kubeconfig="+serviceAccountKubeconfig(t), "--attestation-hosts=localhost")
+
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+operatorNamespace, "POD_NAME="+operatorPodName)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(logs.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		logs.wait()
+		if t.Failed() {
+			t.Logf("operator log:\n%s", logs.tail())
+		}
+	})
+	return logs
+}
+
+// serviceAccountKubeconfig writes a kubeconfig that acts as the chart's
+// service account, by impersonation.
+func serviceAccountKubeconfig(t *testing.T) string {
+	t.Helper()
+	cfg := cluster.cfg
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["operator"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: cfg.CertData,
+		ClientKeyData:         cfg.KeyData,
+		Impersonate:           operatorAccount,
+		ImpersonateGroups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNamespace,
+			"system:authenticated"},
+	}
+	kc.Contexts["operator"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "operator"}
+	kc.CurrentContext = "operator"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// allowed asks the API server whether the chart's service account may do
+// verb on resource in namespace ("" for every namespace).
+func allowed(t *testing.T, ctx context.Context, verb, resource, namespace string) bool {
+	t.Helper()
+	group := ""
+	switch resource {
+	case "medicaldevices":
+		group = iomtv1.GroupVersion.Group
+	case "mutatingwebhookconfigurations":
+		group = admissionregistrationv1.GroupName
+	case "clusterrolebindings":
+		group = rbacv1.GroupName
+	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   operatorAccount,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNamespace},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: verb, Group: group, Resource: resource, Namespace: namespace,
+		},
+	}}
+	if err := cluster.k8s.Create(ctx, sar); err != nil {
+		t.Fatal(err)
+	}
+	return sar.Status.Allowed
+}
+
+// bindMetricsReader binds the chart's metrics reader ClusterRole to a
+// service account of the operator's namespace.
+func bindMetricsReader(t *testing.T, ctx context.Context, account string) {
+	t.Helper()
+	b := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "iomt-operator-metrics-" + account},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole",
+			Name: "iomt-operator-metrics-reader"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: account, Namespace: operatorNamespace}},
+	}
+	if err := client.IgnoreAlreadyExists(cluster.k8s.Create(ctx, b)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.k8s.Delete(context.Background(), b) })
+}
+
+// serviceAccountToken creates a service account in the operator's
+// namespace, if needed, and returns a token for it.
+func serviceAccountToken(t *testing.T, ctx context.Context, account string) string {
+	t.Helper()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: account, Namespace: operatorNamespace}}
+	if err := client.IgnoreAlreadyExists(cluster.k8s.Create(ctx, sa)); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cluster.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(operatorNamespace).CreateToken(ctx, account,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To[int64](600),
+		}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+func eventually(t *testing.T, ctx context.Context, check func() error) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true,
+		func(context.Context) (bool, error) {
+			last = check()
+			return last == nil, nil
+		})
+	if err != nil {
+		t.Fatalf("%v (last: %v)", err, last)
+	}
+}
+
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func port(t *testing.T, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strconv.Atoi(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
