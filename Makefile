@@ -89,7 +89,9 @@ images: ## Build the operator and verifier images (needs a Docker engine).
 helm: $(HELM_BIN) ## Build the pinned Helm from its Go module into bin/ (once).
 
 $(HELM_BIN): hack/tools/helm/go.mod
-	cd hack/tools/helm && CGO_ENABLED=0 go build -trimpath -o $(HELM_BIN) helm.sh/helm/v4/cmd/helm
+	cd hack/tools/helm && CGO_ENABLED=0 go build -trimpath \
+	  -ldflags '-X helm.sh/helm/v4/internal/version.version=$(HELM_VERSION)' \
+	  -o $(HELM_BIN) helm.sh/helm/v4/cmd/helm
 	ln -sf $(notdir $(HELM_BIN)) $(BIN)/helm
 
 $(CONTROLLER_GEN):
