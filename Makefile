@@ -10,6 +10,8 @@ HELM_BIN := $(BIN)/helm-$(HELM_VERSION)
 ASSETS := $(BIN)/k8s/$(KUBE_VERSION)-$(shell go env GOOS)-$(shell go env GOARCH)
 KUBECTL ?= kubectl
 NAMESPACE ?= iomt-system
+# PKGS are the packages make test runs, e.g. PKGS=./test/install/...
+PKGS ?= ./...
 
 .DEFAULT_GOAL := help
 
@@ -45,7 +47,7 @@ verify: generate manifests ## Regenerate everything; fail if the tree changes.
 .PHONY: test
 test: control-plane helm $(CONTROLLER_GEN) ## Run every test against a local kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS=$(ASSETS) HELM=$(HELM_BIN) CONTROLLER_GEN=$(CONTROLLER_GEN) \
-	  go test ./... -count=1 -timeout 40m
+	  go test $(PKGS) -count=1 -timeout 40m
 
 .PHONY: lint-chart
 lint-chart: helm ## Lint the Helm chart.

@@ -405,8 +405,6 @@ func (r *identityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 func (r *identityReconciler) issue(ctx context.Context, dev *iomtv1.MedicalDevice) (
 	outcome, error) {
 	if !r.opts.enrolled(dev.Namespace) {
-		// TODO: the admission webhook still mounts the identity Secret into
-		// this device's pods, which then never start; it should leave them be.
 		return outcome{reason: iomtv1.ReasonNamespaceNotEnrolled,
 			message: notEnrolledMessage(dev.Namespace)}, nil
 	}

@@ -147,6 +147,7 @@ func run(c config) error {
 	}
 
 	c.webhook.OperatorNamespace = c.namespace
+	c.webhook.DeviceNamespaces = c.identity.DeviceNamespaces
 	mgrOpts := ctrl.Options{
 		Scheme:                  controllers.NewScheme(),
 		Cache:                   controllers.CacheOptions(opts),

@@ -19,11 +19,12 @@ import (
 
 // IdentityInjector is the mutating webhook for pod creation. A pod labelled
 // iomt.medinaii.io/device=<name> gets the device's identity mounted read-only
-// in every app container and the verifier as a native sidecar. Anything
-// else is let through untouched.
+// in every app container and the verifier as a native sidecar, unless its
+// namespace is not one of Options.DeviceNamespaces. Anything else is let
+// through untouched.
 type IdentityInjector struct {
-	// Options says which namespaces are out of reach and which verifier
-	// image to add.
+	// Options says which namespaces are out of reach, where identities are
+	// issued and which verifier image to add.
 	Options Options
 	// Reader reads the pod's MedicalDevice, whose spec.verification sets
 	// the verifier's arguments; nil leaves them at their defaults.
@@ -46,6 +47,14 @@ func (h *IdentityInjector) Handle(ctx context.Context, req admission.Request) ad
 	if device == "" || len(validation.IsDNS1123Subdomain(device)) > 0 {
 		// Not a device pod; or one whose label cannot name a device, which
 		// the binding check refuses with the reason.
+		return admission.Allowed("")
+	}
+
+	if !h.Options.issuesIdentity(req.Namespace) {
+		// No identity Secret is ever written here: mounting one would keep
+		// the pod from starting.
+		log.FromContext(ctx).V(1).Info("Not injecting device identity: the namespace is not "+
+			"one of the operator's device namespaces", "device", device)
 		return admission.Allowed("")
 	}
 

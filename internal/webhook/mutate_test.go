@@ -155,6 +155,66 @@ func TestIdentityInjectorAddsToLateContainers(t *testing.T) {
 	}
 }
 
+// TestIdentityInjectorOnlyInDeviceNamespaces covers Options.DeviceNamespaces:
+// a device pod is injected only where the operator issues identities, and
+// elsewhere is let through as sent, also when the API server reinvokes.
+func TestIdentityInjectorOnlyInDeviceNamespaces(t *testing.T) {
+	// The pod is always created in ward-3; the list varies.
+	tests := []struct {
+		name       string
+		namespaces []string
+		wantPatch  bool
+	}{
+		{name: "a device pod in a listed namespace is injected",
+			namespaces: []string{"icu", "ward-3"}, wantPatch: true},
+		{name: "a device pod in an unlisted namespace is left as sent",
+			namespaces: []string{"icu", "radiology"}},
+		{name: "a nil list injects in every namespace", namespaces: nil, wantPatch: true},
+		{name: "an empty list injects in no namespace", namespaces: []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions
+			opts.DeviceNamespaces = tt.namespaces
+			h := &IdentityInjector{Options: opts}
+			resp := h.Handle(context.Background(), createRequest(plainPod, "ward-3"))
+			if !resp.Allowed {
+				t.Fatalf("refused: %v", resp.Result)
+			}
+			if !tt.wantPatch {
+				if len(resp.Patches) != 0 || resp.PatchType != nil {
+					t.Fatalf("patched a pod outside the device namespaces: %v", resp.Patches)
+				}
+				return
+			}
+			after := mustApply(t, plainPod, resp)
+			checkInjected(t, decode(t, plainPod), decode(t, after))
+			again := h.Handle(context.Background(), createRequest(after, "ward-3"))
+			if !again.Allowed || len(again.Patches) != 0 {
+				t.Fatalf("reinvocation patched again: %v", again.Patches)
+			}
+		})
+	}
+
+	// A pod that already carries what the injector would add, in a namespace
+	// outside the list, is not touched or refused either: what the injector
+	// reserves matters only where it injects.
+	t.Run("an unlisted namespace leaves even a pod using the reserved names alone", func(t *testing.T) {
+		injected := mustApply(t, plainPod, handle(t, plainPod, "ward-3", admissionv1.Create))
+		clash := strings.Replace(plainPod, `{"name": "data", "emptyDir": {}}`,
+			`{"name": "iomt-identity", "emptyDir": {}}`, 1)
+		opts := testOptions
+		opts.DeviceNamespaces = []string{"icu"}
+		h := &IdentityInjector{Options: opts}
+		for _, pod := range []string{injected, clash} {
+			resp := h.Handle(context.Background(), createRequest(pod, "ward-3"))
+			if !resp.Allowed || len(resp.Patches) != 0 {
+				t.Fatalf("got allowed=%v patches=%v, want admitted as sent", resp.Allowed, resp.Patches)
+			}
+		}
+	})
+}
+
 func TestIdentityInjectorRefusesReservedNames(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -280,14 +340,20 @@ func checkMount(t *testing.T, c corev1.Container) {
 func handle(t *testing.T, pod, namespace string, op admissionv1.Operation) admission.Response {
 	t.Helper()
 	h := &IdentityInjector{Options: testOptions}
-	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-		UID: "1", Operation: op, Namespace: namespace,
-		Object: runtime.RawExtension{Raw: []byte(pod)},
-	}}
+	req := createRequest(pod, namespace)
+	req.Operation = op
 	if op == admissionv1.Update {
 		req.OldObject = req.Object
 	}
 	return h.Handle(context.Background(), req)
+}
+
+// createRequest is the admission request for creating pod in namespace.
+func createRequest(pod, namespace string) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "1", Operation: admissionv1.Create, Namespace: namespace,
+		Object: runtime.RawExtension{Raw: []byte(pod)},
+	}}
 }
 
 // mustApply applies a response's patch to pod.

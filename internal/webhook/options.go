@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -51,6 +52,15 @@ type Options struct {
 	// never injected or checked, and the serving certificate's Secret lives
 	// there. Default iomt-system.
 	OperatorNamespace string
+
+	// DeviceNamespaces are the namespaces where the operator issues device
+	// identities, as in the identity controller's options: nil means every
+	// namespace, an empty, non-nil list none. The injector leaves device
+	// pods in any other namespace untouched, since the identity Secret it
+	// would mount is never written there and the pod would never start.
+	// The binding check still runs there: the device label also opens the
+	// device's network flows.
+	DeviceNamespaces []string
 
 	// VerifierImage is the image of the verifier sidecar. Required.
 	VerifierImage string
@@ -106,7 +116,8 @@ type Options struct {
 }
 
 // BindFlags registers the options as command-line flags, all but
-// OperatorNamespace, which the operator's own namespace flag sets.
+// OperatorNamespace and DeviceNamespaces, which the operator's own
+// --namespace and --device-namespaces flags set.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.VerifierImage, "verifier-image", "",
 		"Image of the verifier sidecar added to device pods.")
@@ -167,4 +178,10 @@ func defaultCertDir() string {
 // reach whatever they carry: kube-system and the operator's own namespace.
 func (o Options) excluded(namespace string) bool {
 	return namespace == "kube-system" || namespace == o.OperatorNamespace
+}
+
+// issuesIdentity reports whether the operator issues device identities in
+// namespace, and so whether its device pods may be given one.
+func (o Options) issuesIdentity(namespace string) bool {
+	return o.DeviceNamespaces == nil || slices.Contains(o.DeviceNamespaces, namespace)
 }

@@ -21,7 +21,9 @@ import (
 // namespace and names the pod's service account as its workload: the label
 // is what puts a pod into the device's segment, so it must not be claimed by
 // any other pod. The check runs when a pod is created and when an update
-// adds the label or changes its value.
+// adds the label or changes its value, in device namespaces and elsewhere
+// alike: the label opens the device's flows whether or not the operator
+// issues it an identity.
 type WorkloadBinding struct {
 	// Reader reads MedicalDevices, normally from the manager's cache.
 	Reader client.Reader

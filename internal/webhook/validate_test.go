@@ -110,6 +110,28 @@ func TestWorkloadBinding(t *testing.T) {
 	}
 }
 
+// TestWorkloadBindingOutsideDeviceNamespaces covers a namespace where the
+// operator issues no identity: the label still opens the device's flows,
+// so the binding is checked there as anywhere else.
+func TestWorkloadBindingOutsideDeviceNamespaces(t *testing.T) {
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).
+		WithObjects(medicalDevice("ward-3", "pump-7", "pump-gateway")).Build()
+	opts := testOptions
+	opts.DeviceNamespaces = []string{"icu"}
+	h := &WorkloadBinding{Reader: c, Options: opts}
+
+	resp := h.Handle(context.Background(),
+		bindingRequest(t, "ward-3", admissionv1.Create, nil, pod("pump-7", "pump-gateway")))
+	if !resp.Allowed {
+		t.Errorf("the device's workload was refused: %s", resp.Result.Message)
+	}
+	resp = h.Handle(context.Background(),
+		bindingRequest(t, "ward-3", admissionv1.Create, nil, pod("pump-7", "intruder")))
+	if resp.Allowed {
+		t.Errorf("a pod of another service account was admitted into the device's segment")
+	}
+}
+
 func TestWorkloadBindingFailsClosed(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithInterceptorFuncs(interceptor.Funcs{
 		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object,
