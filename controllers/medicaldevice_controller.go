@@ -36,6 +36,10 @@ type MedicalDeviceReconciler struct {
 	Advisories *AdvisoryStore
 	// Reports holds what verifiers reported.
 	Reports *Reports
+	// ReportsExpected says whether devices in a namespace can report: only
+	// where the operator issues identities. Where they cannot, silence is
+	// not held against them. Nil expects reports everywhere.
+	ReportsExpected func(namespace string) bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -102,7 +106,8 @@ func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	setVulnerable(st, dev.Generation)
 
 	settings := verification.SettingsOf(&dev, seg)
-	rec := r.Reports.fold(&dev, settings, now)
+	expected := r.ReportsExpected == nil || r.ReportsExpected(dev.Namespace)
+	rec := r.Reports.fold(&dev, settings, expected, now)
 	st.Verification = rec.Status(dev.Status.Verification, settings)
 	setVerified(st, dev.Generation)
 

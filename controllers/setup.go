@@ -136,12 +136,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if reports == nil {
 		reports = NewReports()
 	}
-	if err := (&MedicalDeviceReconciler{
+	devices := &MedicalDeviceReconciler{
 		Client:     mgr.GetClient(),
 		Recorder:   recorder,
 		Advisories: &AdvisoryStore{Namespace: opts.namespace(), Recorder: recorder},
 		Reports:    reports,
-	}).SetupWithManager(mgr); err != nil {
+	}
+	if opts.Identity != nil {
+		devices.ReportsExpected = opts.Identity.enrolled
+	}
+	if err := devices.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&BaselineReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).

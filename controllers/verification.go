@@ -67,8 +67,9 @@ func (s *Reports) Accept(device types.NamespacedName, r attest.Report, at time.T
 }
 
 // fold brings a device's record up to date at now: queued reports in
-// order, a person's release, then silence. It returns the record.
-func (s *Reports) fold(d *iomtv1.MedicalDevice, set verification.Settings,
+// order, a person's release, then silence, when reports are expected. It
+// returns the record.
+func (s *Reports) fold(d *iomtv1.MedicalDevice, set verification.Settings, expected bool,
 	now time.Time) verification.Record {
 	key := client.ObjectKeyFromObject(d)
 	s.mu.Lock()
@@ -89,7 +90,9 @@ func (s *Reports) fold(d *iomtv1.MedicalDevice, set verification.Settings,
 	}
 	delete(s.queued, key)
 	rec.Release(d.Annotations[iomtv1.ReleaseAnnotation], now)
-	rec.Observe(now, set)
+	if expected {
+		rec.Observe(now, set)
+	}
 	return *rec
 }
 
