@@ -24,8 +24,6 @@ type BaselineReconciler struct {
 	APIReader client.Reader
 }
 
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
-
 // Reconcile writes the namespace's baseline while it holds devices or
 // segments. The baseline is left in place when the last one goes: a pod
 // that still carries the device label stays isolated.

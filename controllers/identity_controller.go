@@ -354,14 +354,6 @@ type outcome struct {
 	requeue time.Duration
 }
 
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
 // Reconcile issues or renews the device's certificate and records it in
 // status.identity and the IdentityIssued condition.
 func (r *identityReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -42,8 +42,6 @@ const (
 //
 // It needs get and patch on pods in the operator's own namespace, and
 // nothing on pods elsewhere: a Role, not a ClusterRole.
-//
-// +kubebuilder:rbac:groups="",namespace=iomt-system,resources=pods,verbs=get;patch
 type LeaderLabel struct {
 	client    client.Client
 	namespace string

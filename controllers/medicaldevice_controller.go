@@ -66,9 +66,6 @@ func setQuarantine(st *iomtv1.MedicalDeviceStatus, gen int64, q segment.Quaranti
 	conditions.Set(&st.Conditions, gen, iomtv1.ConditionQuarantined, status, q.Reason, q.Message)
 }
 
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices/status,verbs=get;patch;update
-
 // Reconcile works out the device's segment and writes it to status when it
 // changed.
 func (r *MedicalDeviceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

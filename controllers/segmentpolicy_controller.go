@@ -42,16 +42,6 @@ type SegmentPolicyReconciler struct {
 	engine *engineDetector
 }
 
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=segmentpolicies/finalizers,verbs=update
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;update;delete
-// +kubebuilder:rbac:groups=cilium.io,resources=ciliumnetworkpolicies,verbs=get;list;watch;create;patch;update;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-
 // Reconcile computes the segment, writes or removes its NetworkPolicy, and
 // records the outcome in status.
 func (r *SegmentPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

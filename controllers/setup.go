@@ -106,6 +106,10 @@ func CacheOptions(opts Options) cache.Options {
 }
 
 // Setup registers every controller with the manager.
+//
+// What the controllers may do is declared in the Helm chart's
+// templates/rbac, each rule with its reason; the install tests run the
+// operator under exactly those permissions.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	recorder := mgr.GetEventRecorder("iomt-operator")
 	mode, err := ParseEngineMode(string(opts.PolicyEngine))

@@ -131,11 +131,6 @@ type caReconciler struct {
 	invalidVersion string
 }
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
 // Reconcile loads the CA, moves a rotation forward when it can, and
 // saves where the rotation stands on the CA Secret.
 func (r *caReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {

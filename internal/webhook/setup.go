@@ -9,11 +9,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
-// +kubebuilder:rbac:groups=iomt.medinaii.io,resources=medicaldevices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;patch,resourceNames=iomt-operator
-// +kubebuilder:rbac:groups="",namespace=iomt-system,resources=secrets,verbs=create
-// +kubebuilder:rbac:groups="",namespace=iomt-system,resources=secrets,verbs=get;update,resourceNames=iomt-operator-webhook-tls
-
 // NewServer returns the webhook server to pass as the manager's
 // WebhookServer: it listens on opts.Host and opts.Port, reads its key pair
 // from opts.CertDir (reloading it when the files change) and speaks TLS 1.2
