@@ -4,15 +4,24 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -62,15 +71,9 @@ type objectMeta struct {
 }
 
 type applicationSpec struct {
-	Project string `json:"project"`
-	Source  struct {
-		RepoURL        string `json:"repoURL"`
-		TargetRevision string `json:"targetRevision"`
-		Path           string `json:"path"`
-		Helm           *struct {
-			ReleaseName string `json:"releaseName"`
-		} `json:"helm"`
-	} `json:"source"`
+	Project     string              `json:"project"`
+	Source      *applicationSource  `json:"source"`
+	Sources     []applicationSource `json:"sources"`
 	Destination struct {
 		Server    string `json:"server"`
 		Namespace string `json:"namespace"`
@@ -80,6 +83,10 @@ type applicationSpec struct {
 			Prune    bool `json:"prune"`
 			SelfHeal bool `json:"selfHeal"`
 		} `json:"automated"`
+		ManagedNamespaceMetadata *struct {
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"managedNamespaceMetadata"`
 		SyncOptions []string `json:"syncOptions"`
 		Retry       struct {
 			Limit   int64 `json:"limit"`
@@ -93,6 +100,21 @@ type applicationSpec struct {
 	IgnoreDifferences []ignoreDifference `json:"ignoreDifferences"`
 }
 
+type applicationSource struct {
+	RepoURL        string `json:"repoURL"`
+	TargetRevision string `json:"targetRevision"`
+	Path           string `json:"path"`
+	Ref            string `json:"ref"`
+	Helm           *struct {
+		ReleaseName             string   `json:"releaseName"`
+		ValueFiles              []string `json:"valueFiles"`
+		IgnoreMissingValueFiles bool     `json:"ignoreMissingValueFiles"`
+	} `json:"helm"`
+	Directory *struct {
+		Exclude string `json:"exclude"`
+	} `json:"directory"`
+}
+
 type ignoreDifference struct {
 	Group             string   `json:"group"`
 	Kind              string   `json:"kind"`
@@ -101,21 +123,39 @@ type ignoreDifference struct {
 }
 
 // clusters are the parameters the cluster generator would give two clinic
-// clusters: one in the pilot wave and one that names no wave.
+// clusters: one in the pilot wave and one that names no wave. Their sites
+// are the two in clinics/.
 var clusters = []map[string]any{
-	{"name": "clinic-north", "nameNormalized": "clinic-north", "server": "https://10.1.0.1:6443",
+	{"name": "clinic-a", "nameNormalized": "clinic-a", "server": "https://10.1.0.1:6443",
 		"metadata": map[string]any{"annotations": map[string]string{}, "labels": map[string]string{
-			"iomt.medinaii.io/clinic": "true", "iomt.medinaii.io/site": "north",
+			"iomt.medinaii.io/clinic": "true", "iomt.medinaii.io/site": "clinic-a",
 			"iomt.medinaii.io/wave": "pilot"}}},
-	{"name": "clinic_south", "nameNormalized": "clinic-south", "server": "https://10.2.0.1:6443",
+	{"name": "clinic_b", "nameNormalized": "clinic-b", "server": "https://10.2.0.1:6443",
 		"metadata": map[string]any{"annotations": map[string]string{}, "labels": map[string]string{
-			"iomt.medinaii.io/clinic": "true", "iomt.medinaii.io/site": "south"}}},
+			"iomt.medinaii.io/clinic": "true", "iomt.medinaii.io/site": "clinic-b"}}},
 }
 
 const (
 	webhookCABundle = ".webhooks[]?.clientConfig.caBundle"
 	chartPath       = "charts/iomt-operator"
+	// valuesRef names the source whose repository the chart's valueFiles
+	// read, as $values/<path>.
+	valuesRef = "values"
+	// exampleRegistry is where the example's values say the images are.
+	exampleRegistry = "registry.example-hospital.org/iomt/"
+	restricted      = "pod-security.kubernetes.io/enforce"
 )
+
+// valuesRoot stands for the root of the values repository, the one the
+// source with ref: values names: $values/clinics/clinic-a/operator-values.yaml
+// in the ApplicationSet is clinics/clinic-a/operator-values.yaml in this
+// folder, deploy/argocd. The inventory Application reads the same repository,
+// so its clinics/<site> is here too.
+const valuesRoot = "."
+
+func site(cluster map[string]any) string {
+	return cluster["metadata"].(map[string]any)["labels"].(map[string]string)["iomt.medinaii.io/site"]
+}
 
 func readApplicationSets(t *testing.T) map[string]applicationSet {
 	t.Helper()
@@ -212,9 +252,18 @@ func TestApplicationSets(t *testing.T) {
 	t.Run("operator", func(t *testing.T) {
 		spec := sets["iomt-operator"].Spec
 		app := spec.Template.Spec
-		if app.Source.Path != chartPath || !strings.Contains(app.Source.RepoURL, "example") {
-			t.Errorf("source %s %s: want the example repository's %s", app.Source.RepoURL,
-				app.Source.Path, chartPath)
+		chartSource, valuesSource := operatorSources(t, app)
+		if !strings.Contains(chartSource.RepoURL, "example") {
+			t.Errorf("chart source %s: want the example repository", chartSource.RepoURL)
+		}
+		if chartSource.Helm == nil || chartSource.Helm.ReleaseName != "iomt-operator" {
+			t.Error("want the chart installed as release iomt-operator")
+		} else if chartSource.Helm.IgnoreMissingValueFiles {
+			t.Error("a site without its values file must fail to render, not install an " +
+				"operator that issues no identities")
+		}
+		if valuesSource.Path != "" || valuesSource.Helm != nil {
+			t.Errorf("the %s source should only be read for values files", valuesRef)
 		}
 		chart, err := os.ReadFile("../../" + chartPath + "/Chart.yaml")
 		if err != nil {
@@ -236,6 +285,14 @@ func TestApplicationSets(t *testing.T) {
 		}
 		if app.SyncPolicy.Automated != nil {
 			t.Error("RollingSync turns automated sync off; the template should not ask for it")
+		}
+		if m := app.SyncPolicy.ManagedNamespaceMetadata; m == nil || m.Labels[restricted] != "restricted" {
+			t.Errorf("managedNamespaceMetadata does not label iomt-system %s=restricted", restricted)
+		}
+		// The device namespaces come from the inventory Application; until
+		// they exist, the sync fails and is retried.
+		if r := app.SyncPolicy.Retry; r.Limit == 0 || r.Backoff.Duration == "" {
+			t.Error("want retries with backoff while the device namespaces are missing")
 		}
 		webhooks := []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
 		for _, kind := range webhooks {
@@ -279,11 +336,12 @@ func TestApplicationSets(t *testing.T) {
 
 	t.Run("inventory", func(t *testing.T) {
 		app := sets["iomt-inventory"].Spec.Template.Spec
+		if app.Source == nil || len(app.Sources) != 0 {
+			t.Fatal("want the inventory from a single source")
+		}
 		for _, cluster := range clusters {
-			clusterLabels := cluster["metadata"].(map[string]any)["labels"].(map[string]string)
-			site := clusterLabels["iomt.medinaii.io/site"]
-			if got := render(t, app.Source.Path, cluster); got != "clinics/"+site {
-				t.Errorf("path %s, want clinics/%s", got, site)
+			if got := render(t, app.Source.Path, cluster); got != "clinics/"+site(cluster) {
+				t.Errorf("path %s, want clinics/%s", got, site(cluster))
 			}
 		}
 		if !slices.Contains(app.SyncPolicy.SyncOptions, "SkipDryRunOnMissingResource=true") {
@@ -293,4 +351,259 @@ func TestApplicationSets(t *testing.T) {
 			t.Error("want automated sync without pruning")
 		}
 	})
+}
+
+// operatorSources returns the operator Application's two sources: the chart,
+// and the repository its values files are read from.
+func operatorSources(t *testing.T, app applicationSpec) (chart, values applicationSource) {
+	t.Helper()
+	if app.Source != nil {
+		t.Error("the operator Application has sources; Argo CD would ignore its source")
+	}
+	if len(app.Sources) != 2 {
+		t.Fatalf("%d sources, want the chart and the values repository", len(app.Sources))
+	}
+	var foundChart, foundValues bool
+	for _, s := range app.Sources {
+		switch {
+		case s.Path == chartPath:
+			chart, foundChart = s, true
+		case s.Ref == valuesRef:
+			values, foundValues = s, true
+		}
+	}
+	if !foundChart || !foundValues {
+		t.Fatalf("want one source with path %s and one with ref %s", chartPath, valuesRef)
+	}
+	return chart, values
+}
+
+// The operator's values come from the same repository as the inventory, so a
+// site's deviceNamespaces and the Namespaces that must exist before the chart
+// binds a Role in them are kept side by side, in clinics/<site>.
+func TestOperatorValuesMatchTheInventory(t *testing.T) {
+	sets := readApplicationSets(t)
+	operator := sets["iomt-operator"].Spec.Template.Spec
+	inventory := sets["iomt-inventory"].Spec.Template.Spec
+	chartSource, valuesSource := operatorSources(t, operator)
+	if inventory.Source == nil {
+		t.Fatal("the inventory ApplicationSet has no source")
+	}
+	if valuesSource.RepoURL != inventory.Source.RepoURL ||
+		valuesSource.TargetRevision != inventory.Source.TargetRevision {
+		t.Fatalf("values from %s@%s, inventory from %s@%s: want the same repository",
+			valuesSource.RepoURL, valuesSource.TargetRevision, inventory.Source.RepoURL,
+			inventory.Source.TargetRevision)
+	}
+	validated := map[string]bool{}
+	for _, cluster := range clusters {
+		t.Run(site(cluster), func(t *testing.T) {
+			files := valueFiles(t, chartSource, cluster)
+			want := []string{
+				filepath.Join(valuesRoot, "clinics", "common", "operator-values.yaml"),
+				filepath.Join(valuesRoot, "clinics", site(cluster), "operator-values.yaml"),
+			}
+			if !slices.Equal(files, want) {
+				t.Errorf("values files %v, want %v: the common ones, then the site's", files, want)
+			}
+
+			// Each file on its own passes the chart's values.schema.json,
+			// which helm template checks.
+			for _, f := range files {
+				if validated[f] {
+					continue
+				}
+				validated[f] = true
+				if out, err := helm(t, "template", "iomt-operator", filepath.Join("..", "..", chartPath),
+					"--values", f); err != nil {
+					t.Errorf("%s does not fit the chart's values schema: %v\n%s", f, err, out)
+				}
+			}
+
+			// Together they name the example registry's images and the
+			// site's device namespaces.
+			pod := operatorPod(t, chartSource.Helm.ReleaseName, operator.Destination.Namespace, files)
+			if img := pod.Containers[0].Image; !strings.HasPrefix(img, exampleRegistry+"iomt-operator:") {
+				t.Errorf("operator image %s, want %siomt-operator", img, exampleRegistry)
+			}
+			verifier := flag(pod.Containers[0].Args, "--verifier-image")
+			if !strings.HasPrefix(verifier, exampleRegistry+"iomt-verifier:") {
+				t.Errorf("verifier image %q, want %siomt-verifier", verifier, exampleRegistry)
+			}
+			namespaces := flag(pod.Containers[0].Args, "--device-namespaces")
+			if namespaces == "" || namespaces == "*" {
+				t.Fatalf("--device-namespaces=%s: want the site's device namespaces", namespaces)
+			}
+
+			// The inventory creates each of them in a wave before its
+			// devices.
+			dir := filepath.Join(valuesRoot, filepath.FromSlash(render(t, inventory.Source.Path, cluster)))
+			created := inventoryNamespaces(t, dir, inventory.Source)
+			for _, ns := range strings.Split(namespaces, ",") {
+				wave, ok := created[ns]
+				switch {
+				case !ok:
+					t.Errorf("device namespace %s has no Namespace in %s", ns, dir)
+				case wave >= 0:
+					t.Errorf("Namespace %s is in sync wave %d, want an early one (below 0)", ns, wave)
+				}
+			}
+		})
+	}
+}
+
+// valueFiles renders the chart source's valueFiles for cluster and maps each
+// $values/<path> to valuesRoot/<path>, failing when the file is missing.
+func valueFiles(t *testing.T, chart applicationSource, cluster map[string]any) []string {
+	t.Helper()
+	if chart.Helm == nil || len(chart.Helm.ValueFiles) == 0 {
+		t.Fatal("the chart source names no values files")
+	}
+	var files []string
+	for _, v := range chart.Helm.ValueFiles {
+		rel, ok := strings.CutPrefix(render(t, v, cluster), "$"+valuesRef+"/")
+		if !ok {
+			t.Errorf("values file %s is not read from $%s", v, valuesRef)
+			continue
+		}
+		f := filepath.Join(valuesRoot, filepath.FromSlash(rel))
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("values file %s of site %s: %v", v, site(cluster), err)
+			continue
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+// inventoryNamespaces reads the inventory folder dir as Argo CD would, leaving
+// out the files the source excludes, and returns its Namespaces with their
+// sync waves.
+func inventoryNamespaces(t *testing.T, dir string, source *applicationSource) map[string]int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exclude := ""
+	if source.Directory != nil {
+		exclude = source.Directory.Exclude
+	}
+	if ok, _ := path.Match(exclude, "operator-values.yaml"); !ok {
+		t.Errorf("the inventory reads operator-values.yaml as manifests; exclude is %q", exclude)
+	}
+	out := map[string]int{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		if ok, _ := path.Match(exclude, e.Name()); ok {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range decodeObjects(t, data, filepath.Join(dir, e.Name())) {
+			if obj.GetAPIVersion() != "v1" || obj.GetKind() != "Namespace" {
+				continue
+			}
+			wave := 0
+			if w, ok := obj.GetAnnotations()["argocd.argoproj.io/sync-wave"]; ok {
+				if wave, err = strconv.Atoi(w); err != nil {
+					t.Errorf("Namespace %s: sync wave %q: %v", obj.GetName(), w, err)
+				}
+			}
+			out[obj.GetName()] = wave
+		}
+	}
+	return out
+}
+
+// operatorPod renders the chart with the given values files as Argo CD
+// would, and returns the operator Deployment's pod.
+func operatorPod(t *testing.T, release, namespace string, files []string) corev1.PodSpec {
+	t.Helper()
+	args := []string{"template", release, filepath.Join("..", "..", chartPath), "--namespace", namespace}
+	for _, f := range files {
+		args = append(args, "--values", f)
+	}
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, obj := range decodeObjects(t, []byte(out), "helm template") {
+		if obj.GetKind() != "Deployment" || obj.GetName() != "iomt-operator" {
+			continue
+		}
+		var dep appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &dep); err != nil {
+			t.Fatal(err)
+		}
+		if len(dep.Spec.Template.Spec.Containers) == 0 {
+			t.Fatal("the operator Deployment has no containers")
+		}
+		return dep.Spec.Template.Spec
+	}
+	t.Fatal("the chart renders no Deployment iomt-operator")
+	return corev1.PodSpec{}
+}
+
+// flag returns the value of --name=value in args, or "".
+func flag(args []string, name string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func decodeObjects(t *testing.T, data []byte, source string) []*unstructured.Unstructured {
+	t.Helper()
+	var out []*unstructured.Unstructured
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", source, err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(doc, &m); err != nil {
+			t.Fatalf("%s: %v", source, err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		obj := &unstructured.Unstructured{Object: m}
+		if obj.GetAPIVersion() == "" || obj.GetKind() == "" || obj.GetName() == "" {
+			t.Fatalf("%s: a document lacks apiVersion, kind or metadata.name", source)
+		}
+		out = append(out, obj)
+	}
+}
+
+// helm runs the pinned Helm that make helm builds, or the one HELM names.
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	bin := os.Getenv("HELM")
+	if bin == "" {
+		bin = filepath.Join("..", "..", "bin", "helm")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("Helm is not built (%v): run make helm, or set HELM", err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(),
+		"HELM_DATA_HOME="+t.TempDir())
+	if err := cmd.Run(); err != nil {
+		return stdout.String() + stderr.String(), fmt.Errorf("helm %s: %w",
+			strings.Join(args, " "), err)
+	}
+	return stdout.String(), nil
 }

@@ -1,7 +1,8 @@
 // Package argocd holds what Argo CD needs to deploy and watch iomt-operator:
 // health checks for MedicalDevice and SegmentPolicy laid out as in Argo CD's
 // own repository, the argocd-cm keys that register them, and an example
-// ApplicationSet for a fleet of clinic clusters. See docs/argocd.md.
+// ApplicationSet for a fleet of clinic clusters with the per-clinic files it
+// reads (clinics/). See docs/argocd.md.
 package argocd
 
 import (
