@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -25,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/medinaii/iomt-operator/test/helmtest"
 )
 
 // The types below mirror the part of Argo CD's ApplicationSet API
@@ -586,24 +586,8 @@ func decodeObjects(t *testing.T, data []byte, source string) []*unstructured.Uns
 	}
 }
 
-// helm runs the pinned Helm that make helm builds, or the one HELM names.
+// helm runs the pinned Helm.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin := os.Getenv("HELM")
-	if bin == "" {
-		bin = filepath.Join("..", "..", "bin", "helm")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("Helm is not built (%v): run make helm, or set HELM", err)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(),
-		"HELM_DATA_HOME="+t.TempDir())
-	if err := cmd.Run(); err != nil {
-		return stdout.String() + stderr.String(), fmt.Errorf("helm %s: %w",
-			strings.Join(args, " "), err)
-	}
-	return stdout.String(), nil
+	return helmtest.Run(t, args...)
 }

@@ -1,10 +1,6 @@
 package install_test
 
 import (
-	"bytes"
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/medinaii/iomt-operator/internal/webhook"
 	"github.com/medinaii/iomt-operator/test/clinic"
+	"github.com/medinaii/iomt-operator/test/helmtest"
 )
 
 var (
@@ -36,26 +33,10 @@ func valuesSets(t *testing.T) []string {
 	return files
 }
 
-// helm runs the pinned Helm built by `make helm`.
+// helm runs the pinned Helm.
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin := os.Getenv("HELM")
-	if bin == "" {
-		bin = filepath.Join("..", "..", "bin", "helm")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("Helm is not built (%v): run make helm, or set HELM", err)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(),
-		"HELM_DATA_HOME="+t.TempDir())
-	if err := cmd.Run(); err != nil {
-		return stdout.String() + stderr.String(), fmt.Errorf("helm %s: %w\n%s",
-			strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
+	return helmtest.Run(t, args...)
 }
 
 // render returns the chart's objects for the release iomt-operator in
