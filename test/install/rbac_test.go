@@ -209,24 +209,31 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 		for _, tc := range []struct {
 			verb, resource, namespace string
 			allowed                   bool
+			name                      string
 		}{
-			{"list", "secrets", "", false},
-			{"watch", "secrets", "", false},
-			{"get", "secrets", "kube-system", false},
-			{"list", "secrets", "lab", false},
-			{"list", "pods", "", false},
-			{"get", "pods", "icu", false},
-			{"delete", "medicaldevices", "icu", false},
-			{"update", "medicaldevices", "icu", false},
-			{"patch", "mutatingwebhookconfigurations", "", false},
-			{"create", "clusterrolebindings", "", false},
-			{"list", "secrets", "icu", true},
-			{"create", "secrets", "ward-3", true},
+			{"list", "secrets", "", false, ""},
+			{"watch", "secrets", "", false, ""},
+			{"get", "secrets", "kube-system", false, ""},
+			{"list", "secrets", "lab", false, ""},
+			{"list", "pods", "", false, ""},
+			{"get", "pods", "icu", false, ""},
+			{"delete", "medicaldevices", "icu", false, ""},
+			{"update", "medicaldevices", "icu", false, ""},
+			{"patch", "mutatingwebhookconfigurations", "", false, ""},
+			{"create", "clusterrolebindings", "", false, ""},
+			{"update", "configmaps", "kube-system", false, ""},
+			{"list", "configmaps", "", false, ""},
+			{"create", "certificates", "kube-system", false, ""},
+			{"update", "secrets", operatorNamespace, false, "sh.helm.release.v1.iomt-operator.v1"},
+			{"list", "secrets", "icu", true, ""},
+			{"create", "secrets", "ward-3", true, ""},
+			{"update", "configmaps", "icu", true, ""},
+			{"update", "secrets", operatorNamespace, true, "iomt-ca"},
 		} {
-			got := allowed(t, ctx, tc.verb, tc.resource, tc.namespace)
+			got := allowed(t, ctx, tc.verb, tc.resource, tc.namespace, tc.name)
 			if got != tc.allowed {
-				t.Errorf("%s %s in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.namespace,
-					got, tc.allowed)
+				t.Errorf("%s %s %q in %q: allowed=%v, want %v", tc.verb, tc.resource, tc.name,
+					tc.namespace, got, tc.allowed)
 			}
 		}
 	})
@@ -447,8 +454,9 @@ func serviceAccountKubeconfig(t *testing.T) string {
 }
 
 // allowed asks the API server whether the chart's service account may do
-// verb on resource in namespace ("" for every namespace).
-func allowed(t *testing.T, ctx context.Context, verb, resource, namespace string) bool {
+// verb on resource in namespace ("" for every namespace), on the object
+// name when one is given.
+func allowed(t *testing.T, ctx context.Context, verb, resource, namespace, name string) bool {
 	t.Helper()
 	group := ""
 	switch resource {
@@ -458,12 +466,14 @@ func allowed(t *testing.T, ctx context.Context, verb, resource, namespace string
 		group = admissionregistrationv1.GroupName
 	case "clusterrolebindings":
 		group = rbacv1.GroupName
+	case "certificates":
+		group = "cert-manager.io"
 	}
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User:   operatorAccount,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNamespace},
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: verb, Group: group, Resource: resource, Namespace: namespace,
+			Verb: verb, Group: group, Resource: resource, Namespace: namespace, Name: name,
 		},
 	}}
 	if err := cluster.k8s.Create(ctx, sar); err != nil {
