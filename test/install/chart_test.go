@@ -103,9 +103,16 @@ func TestSchemaRefusesValuesTheOperatorCannotUse(t *testing.T) {
 		{"image.digest=latest", "digest"},
 		{"crds.kepp=false", "kepp"},
 		{"networkPolicy.apiServer.ports={0}", "ports"},
+		{"deviceNamespaces={*,icu}", "deviceNamespaces"},
+		{"deviceNamespaces={kube-system}", "deviceNamespaces"},
+		{"deviceNamespaces={iomt-system}", "own namespace"},
+		{"logLevel=0", "logLevel"},
+		{"replicaCount=3000000", "replicaCount"},
+		{"podDisruptionBudget.maxUnavailable=0", "maxUnavailable"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
-			out, err := helm(t, "template", "iomt-operator", chartDir, "--set", tc.set)
+			out, err := helm(t, "template", "iomt-operator", chartDir, "--namespace", "iomt-system",
+				"--set", tc.set)
 			if err == nil {
 				t.Fatalf("rendered with --set %s; want a schema error", tc.set)
 			}
