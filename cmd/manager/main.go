@@ -28,6 +28,14 @@ import (
 	iomtwebhook "github.com/medinaii/iomt-operator/internal/webhook"
 )
 
+// The range of --identity-lifetime: the range the MedicalDevice CRD's CEL
+// rule allows for spec.identity.lifetime (api/v1alpha1/identity_types.go),
+// so that the default is a lifetime a device could also ask for.
+const (
+	minIdentityLifetime = time.Hour
+	maxIdentityLifetime = 8760 * time.Hour
+)
+
 // config is what the command line sets.
 type config struct {
 	metricsAddr   string
@@ -76,9 +84,11 @@ func main() {
 			"an empty value for none. A device elsewhere gets IdentityIssued=False, reason "+
 			"NamespaceNotEnrolled, and is segmented as usual.")
 	flag.DurationVar(&c.identity.DefaultLifetime, "identity-lifetime", 24*time.Hour,
-		"Lifetime of device certificates whose MedicalDevice does not set spec.identity.lifetime.")
+		"Lifetime of device certificates whose MedicalDevice does not set spec.identity.lifetime, "+
+			"from 1h to 8760h.")
 	flag.DurationVar(&c.identity.CALifetime, "ca-lifetime", 365*24*time.Hour,
-		"Lifetime of each device CA the operator makes; it is rotated two thirds through.")
+		"Lifetime of each device CA the operator makes; it is rotated two thirds through, so it "+
+			"must be at least 3 × (--identity-lifetime + --ca-propagation-delay).")
 	flag.DurationVar(&c.identity.PropagationDelay, "ca-propagation-delay", 2*time.Minute,
 		"How long a CA rotation waits, once every trust bundle holds the new CA, before signing with it.")
 	flag.BoolVar(&c.identity.CertManager.Default, "cert-manager-default", false,
@@ -104,6 +114,10 @@ func main() {
 }
 
 func run(c config) error {
+	err := checkLifetimes(c.identity.DefaultLifetime, c.identity.CALifetime, c.identity.PropagationDelay)
+	if err != nil {
+		return err
+	}
 	dnsLabels, err := labels.ConvertSelectorToLabelsMap(strings.TrimSpace(c.dnsPodLabels))
 	if err != nil {
 		return fmt.Errorf("failed to parse --dns-pod-labels: %w", err)
@@ -146,8 +160,7 @@ func run(c config) error {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	c.webhook.OperatorNamespace = c.namespace
-	c.webhook.DeviceNamespaces = c.identity.DeviceNamespaces
+	c.webhook = webhookOptions(c)
 	mgrOpts := ctrl.Options{
 		Scheme:                  controllers.NewScheme(),
 		Cache:                   controllers.CacheOptions(opts),
@@ -156,6 +169,8 @@ func run(c config) error {
 		LeaderElection:          c.leaderElect,
 		LeaderElectionID:        "iomt-operator.iomt.medinaii.io",
 		LeaderElectionNamespace: c.namespace,
+		// Safe only because the process exits as soon as mgr.Start returns.
+		LeaderElectionReleaseOnCancel: true,
 	}
 	if c.webhooks {
 		mgrOpts.WebhookServer = iomtwebhook.NewServer(c.webhook)
@@ -186,6 +201,43 @@ func run(c config) error {
 		return fmt.Errorf("failed to add ready check: %w", err)
 	}
 	return mgr.Start(ctx)
+}
+
+// checkLifetimes checks --identity-lifetime, --ca-lifetime and
+// --ca-propagation-delay. A CA is rotated two thirds through its life and
+// keeps signing for one propagation delay after that, and a certificate it
+// signs then must expire before the CA does; otherwise the CA runs out in
+// the middle of its own rotation. So the CA must live at least three times
+// the identity lifetime plus the delay.
+func checkLifetimes(identityLifetime, caLifetime, propagationDelay time.Duration) error {
+	if identityLifetime < minIdentityLifetime || identityLifetime > maxIdentityLifetime {
+		return fmt.Errorf("--identity-lifetime=%s is out of range: it must be from %s to %s, "+
+			"like a MedicalDevice's spec.identity.lifetime", identityLifetime, minIdentityLifetime,
+			maxIdentityLifetime)
+	}
+	if propagationDelay < 0 {
+		return fmt.Errorf("--ca-propagation-delay=%s must not be negative", propagationDelay)
+	}
+
+	// Compared as a third of the CA lifetime, which cannot overflow.
+	if propagationDelay > caLifetime/3-identityLifetime {
+		return fmt.Errorf("--ca-lifetime=%s is too short: it must be at least 3 × (--identity-lifetime + "+
+			"--ca-propagation-delay) = 3 × (%s + %s) = %s, because a CA is rotated two thirds through "+
+			"its life and the certificates it signs last must expire before it does",
+			caLifetime, identityLifetime, propagationDelay, 3*(identityLifetime+propagationDelay))
+	}
+	return nil
+}
+
+// webhookOptions completes the webhook flags with what other flags set:
+// the operator's namespace, the device namespaces and the trust domain the
+// injected verifiers expect.
+func webhookOptions(c config) iomtwebhook.Options {
+	o := c.webhook
+	o.OperatorNamespace = c.namespace
+	o.DeviceNamespaces = c.identity.DeviceNamespaces
+	o.TrustDomain = c.identity.TrustDomain
+	return o
 }
 
 // parseDeviceNamespaces reads --device-namespaces: "*" is every namespace

@@ -1,11 +1,13 @@
 package install_test
 
 import (
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	ciliumv2 "github.com/cilium/cilium/pkg/k8s/apis/cilium.io/v2"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -249,5 +251,25 @@ func TestChartKeepsCRDsUnlessAsked(t *testing.T) {
 		if o.GetKind() == "CustomResourceDefinition" {
 			t.Errorf("crds.install=false still renders %s", o.GetName())
 		}
+	}
+}
+
+// On Cilium the operator's pods reach the API server by Cilium's entity for
+// it, in a rule Cilium's own parser accepts; elsewhere no Cilium object is
+// rendered.
+func TestChartLetsTheOperatorReachTheAPIServerOnCilium(t *testing.T) {
+	if o := find(render(t, "iomt-system", nil), "CiliumNetworkPolicy", "iomt-operator-apiserver"); o != nil {
+		t.Error("a CiliumNetworkPolicy is rendered without Cilium")
+	}
+	cnp := convert[ciliumv2.CiliumNetworkPolicy](t, find(render(t, "iomt-system",
+		[]string{filepath.Join(chartDir, "ci", "cilium-values.yaml")}), "CiliumNetworkPolicy",
+		"iomt-operator-apiserver"))
+	rules, err := cnp.Parse(slog.New(slog.DiscardHandler), "default")
+	if err != nil {
+		t.Fatalf("Cilium refuses the rule: %v", err)
+	}
+	if len(rules) != 1 || len(rules[0].Egress) != 1 ||
+		!slices.Contains(rules[0].Egress[0].ToEntities, "kube-apiserver") {
+		t.Errorf("rules %+v do not allow the kube-apiserver entity", rules)
 	}
 }
