@@ -102,8 +102,9 @@ func TestHelmInstallUpgradeAndUninstall(t *testing.T) {
 	}
 	assertNoWebhooks(t)
 
-	// Asked to, uninstall removes the CRDs and with them the inventory.
-	release("install", "iomt-operator", chartDir, "--set", "crds.keep=false", "--take-ownership")
+	// Installed again, the release adopts the CRDs it kept; asked to,
+	// uninstall then removes them and with them the inventory.
+	release("install", "iomt-operator", chartDir, "--set", "crds.keep=false")
 	release("uninstall", "iomt-operator", "--wait", "--timeout", "60s")
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true,
 		func(ctx context.Context) (bool, error) {
