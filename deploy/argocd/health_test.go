@@ -1,18 +1,13 @@
 package argocd
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/yaml"
 )
@@ -37,112 +32,16 @@ type healthTests struct {
 // knows Missing and Unknown, which it decides itself.
 var statuses = []string{"Healthy", "Progressing", "Degraded", "Suspended"}
 
-// evalTimeout bounds one run of a script. Argo CD allows one second; the
-// tests allow more, because a busy machine can stall any single run that
-// long, and a script of a few table lookups needs microseconds either way.
-const evalTimeout = 10 * time.Second
-
-// evalHealth runs a health check the way Argo CD runs one kept in
-// argocd-cm: a fresh Lua state with only the package, base and table
-// libraries, the object as the global obj, a deadline, and the table the
-// script returns read as the health. inspect, when not nil, sees the state
-// after the script ran.
+// evalHealth runs a health check as Health does, and returns what it
+// returns in the form health_test.yaml expects. inspect, when not nil, sees
+// the Lua state after the script ran.
 func evalHealth(script string, obj map[string]any,
 	inspect func(*lua.LState)) (healthStatus, error) {
-	l := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer l.Close()
-	for _, lib := range []struct {
-		name string
-		open lua.LGFunction
-	}{
-		{lua.LoadLibName, lua.OpenPackage},
-		{lua.BaseLibName, lua.OpenBase},
-		{lua.TabLibName, lua.OpenTable},
-	} {
-		open := lua.P{Fn: l.NewFunction(lib.open), Protect: true}
-		if err := l.CallByParam(open, lua.LString(lib.name)); err != nil {
-			return healthStatus{}, fmt.Errorf("failed to open %s: %w", lib.name, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), evalTimeout)
-	defer cancel()
-	l.SetContext(ctx)
-
-	proto, err := compile(script)
+	status, message, err := runHealth(script, obj, inspect)
 	if err != nil {
 		return healthStatus{}, err
 	}
-	l.SetGlobal("obj", toLua(l, obj))
-	l.Push(l.NewFunctionFromProto(proto))
-	if err := l.PCall(0, lua.MultRet, nil); err != nil {
-		return healthStatus{}, err
-	}
-	if inspect != nil {
-		inspect(l)
-	}
-	hs, ok := l.Get(-1).(*lua.LTable)
-	if !ok {
-		return healthStatus{}, fmt.Errorf("the script returned %s, not a table", l.Get(-1).Type())
-	}
-	status, ok := hs.RawGetString("status").(lua.LString)
-	if !ok {
-		return healthStatus{}, fmt.Errorf("status is %s, not a string",
-			hs.RawGetString("status").Type())
-	}
-	message, ok := hs.RawGetString("message").(lua.LString)
-	if !ok {
-		return healthStatus{}, fmt.Errorf("message is %s, not a string",
-			hs.RawGetString("message").Type())
-	}
-	return healthStatus{Status: string(status), Message: string(message)}, nil
-}
-
-// compiled holds each script compiled once: DoString would compile it
-// again on every run, to the same code.
-var compiled sync.Map
-
-func compile(script string) (*lua.FunctionProto, error) {
-	if proto, ok := compiled.Load(script); ok {
-		return proto.(*lua.FunctionProto), nil
-	}
-	chunk, err := parse.Parse(strings.NewReader(script), healthScript)
-	if err != nil {
-		return nil, err
-	}
-	proto, err := lua.Compile(chunk, healthScript)
-	if err != nil {
-		return nil, err
-	}
-	compiled.Store(script, proto)
-	return proto, nil
-}
-
-// toLua converts an object decoded from JSON as Argo CD does: maps become
-// tables keyed by string, lists become tables indexed from 1.
-func toLua(l *lua.LState, v any) lua.LValue {
-	switch v := v.(type) {
-	case bool:
-		return lua.LBool(v)
-	case float64:
-		return lua.LNumber(v)
-	case int64:
-		return lua.LNumber(v)
-	case string:
-		return lua.LString(v)
-	case []any:
-		t := l.CreateTable(len(v), 0)
-		for _, item := range v {
-			t.Append(toLua(l, item))
-		}
-		return t
-	case map[string]any:
-		t := l.CreateTable(0, len(v))
-		for key, item := range v {
-			t.RawSetString(key, toLua(l, item))
-		}
-		return t
-	}
-	return lua.LNil
+	return healthStatus{Status: status, Message: message}, nil
 }
 
 func healthChecks(t *testing.T) []HealthCheck {
@@ -218,6 +117,24 @@ func TestHealthChecks(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHealthScriptIsTheOneOnDisk checks that the scripts built into the
+// package, which HealthScript gives to tests elsewhere, are every script
+// on disk, unchanged.
+func TestHealthScriptIsTheOneOnDisk(t *testing.T) {
+	for _, c := range healthChecks(t) {
+		script, err := HealthScript(c.Kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if script != c.Script {
+			t.Errorf("HealthScript(%q) is not %s/%s", c.Kind, c.Dir, healthScript)
+		}
+	}
+	if _, err := HealthScript("Pod"); err == nil {
+		t.Error("HealthScript found a script for Pod")
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -38,6 +39,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/deploy/argocd"
 	"github.com/medinaii/iomt-operator/test/clinic"
 )
 
@@ -130,6 +132,140 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 		}
 		if vulnerable == 0 {
 			t.Error("no sample device is found vulnerable; the advisories were not read")
+		}
+	})
+
+	t.Run("Argo CD health follows the real status", func(t *testing.T) {
+		scripts := map[string]string{}
+		for _, kind := range []string{"MedicalDevice", "SegmentPolicy"} {
+			script, err := argocd.HealthScript(kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scripts[kind] = script
+		}
+		counts := map[string]map[string]int{}
+		health := func(obj client.Object, kind string) (string, string) {
+			t.Helper()
+			u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u["apiVersion"] = iomtv1.GroupVersion.String()
+			u["kind"] = kind
+			status, message, err := argocd.Health(scripts[kind], u)
+			if err != nil {
+				t.Fatalf("%s %s: the script failed, so Argo CD would show no health: %v",
+					kind, client.ObjectKeyFromObject(obj), err)
+			}
+			if !slices.Contains([]string{"Healthy", "Progressing", "Degraded", "Suspended"}, status) {
+				t.Errorf("%s %s: status %q (%s)", kind, client.ObjectKeyFromObject(obj), status, message)
+			}
+			if counts[kind] == nil {
+				counts[kind] = map[string]int{}
+			}
+			counts[kind][status]++
+			return status, message
+		}
+
+		// IdentityIssued is written by the identity controller and summed
+		// into Ready by the device controller, which may not have caught up
+		// at convergence: wait until no device is Ready with its identity
+		// refused, and some device is refused one.
+		var devs iomtv1.MedicalDeviceList
+		eventually(t, ctx, func() error {
+			if err := cp.k8s.List(ctx, &devs); err != nil {
+				return err
+			}
+			notEnrolled := 0
+			for _, d := range devs.Items {
+				id := meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionIdentityIssued)
+				if id == nil || id.Status != metav1.ConditionFalse {
+					continue
+				}
+				if id.Reason == iomtv1.ReasonNamespaceNotEnrolled {
+					notEnrolled++
+				}
+				if meta.IsStatusConditionTrue(d.Status.Conditions, iomtv1.ConditionReady) {
+					return fmt.Errorf("device %s is Ready with IdentityIssued False", client.ObjectKeyFromObject(&d))
+				}
+			}
+			if notEnrolled == 0 {
+				return fmt.Errorf("no device reports %s yet", iomtv1.ReasonNamespaceNotEnrolled)
+			}
+			return nil
+		})
+
+		// A device refused an identity has Ready False. Ready names the
+		// first thing wrong: its segment's reason if it is not segmented,
+		// else NamespaceNotEnrolled. Of those only Observing, on a device
+		// not quarantined, is not Degraded.
+		for i := range devs.Items {
+			d := &devs.Items[i]
+			status, message := health(d, "MedicalDevice")
+			id := meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionIdentityIssued)
+			if id == nil || id.Reason != iomtv1.ReasonNamespaceNotEnrolled {
+				continue
+			}
+			ready := meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionReady)
+			want := "Degraded"
+			quarantined := d.Status.Quarantine != nil && d.Status.Quarantine.State != iomtv1.QuarantineNone
+			if ready.Reason == iomtv1.ReasonObserving && !quarantined {
+				want = "Suspended"
+			}
+			if status != want {
+				t.Errorf("device %s (Ready %s %s): %s (%s), want %s", client.ObjectKeyFromObject(d), ready.Status,
+					ready.Reason, status, message, want)
+			}
+			if ready.Reason == iomtv1.ReasonNamespaceNotEnrolled && !quarantined &&
+				!strings.HasPrefix(message, iomtv1.ReasonNamespaceNotEnrolled) {
+				t.Errorf("device %s: message %q does not say why", client.ObjectKeyFromObject(d), message)
+			}
+		}
+
+		// An Observe-mode segment that is Ready is Suspended; an enforced
+		// one is Healthy. A False Ready is Degraded in either mode.
+		var segs iomtv1.SegmentPolicyList
+		if err := cp.k8s.List(ctx, &segs); err != nil {
+			t.Fatal(err)
+		}
+		observing := 0
+		for i := range segs.Items {
+			s := &segs.Items[i]
+			status, message := health(s, "SegmentPolicy")
+			ready := meta.FindStatusCondition(s.Status.Conditions, iomtv1.ConditionReady)
+			observe := s.Spec.Enforcement == iomtv1.EnforcementObserve
+			if observe {
+				observing++
+			}
+			var want string
+			switch {
+			case ready.Status == metav1.ConditionFalse:
+				want = "Degraded"
+			case ready.Status != metav1.ConditionTrue:
+				continue
+			case observe:
+				want = "Suspended"
+			default:
+				want = "Healthy"
+			}
+			if status != want {
+				t.Errorf("segment %s (%s, Ready %s %s): %s (%s), want %s", client.ObjectKeyFromObject(s),
+					s.Spec.Enforcement, ready.Status, ready.Reason, status, message, want)
+			}
+		}
+		if observing == 0 {
+			t.Error("no sample segment is in Observe mode")
+		}
+		if counts["SegmentPolicy"]["Suspended"] == 0 {
+			t.Error("no sample segment is Suspended, though one is in Observe mode")
+		}
+		if counts["SegmentPolicy"]["Healthy"] == 0 {
+			t.Error("no sample segment is Healthy")
+		}
+
+		for _, kind := range []string{"MedicalDevice", "SegmentPolicy"} {
+			t.Logf("Argo CD health of the sample clinic's %s objects: %v", kind, counts[kind])
 		}
 	})
 
