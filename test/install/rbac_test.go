@@ -3,8 +3,15 @@ package install_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +47,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	iomtv1 "github.com/medinaii/iomt-operator/api/v1alpha1"
+	"github.com/medinaii/iomt-operator/controllers"
 	"github.com/medinaii/iomt-operator/deploy/argocd"
 	"github.com/medinaii/iomt-operator/test/clinic"
 )
@@ -379,7 +388,98 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 	}
 	cancel()
 	logs.wait()
+	if err := cp.k8s.Get(context.Background(), client.ObjectKeyFromObject(pod), pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := pod.Labels[controllers.AttestationLabel]; held {
+		t.Error("the stopped leader's pod still draws attestation traffic")
+	}
 	removeInstalled(t, installed)
+}
+
+// In its other modes the operator also runs under exactly the chart's
+// RBAC: with identities in every namespace, and with cert-manager signing
+// devices and serving the webhook.
+func TestOperatorRunsUnderTheChartsRBACInItsOtherModes(t *testing.T) {
+	cp := needCluster(t)
+	samples, err := clinic.LoadManifests(filepath.Join(configDir, "samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := clinic.Namespaces(samples)
+	for _, ns := range append([]string{operatorNamespace}, namespaces...) {
+		ensureNamespace(t, ns, nil)
+	}
+
+	for _, mode := range []struct {
+		name  string
+		sets  []string
+		check func(ctx context.Context, c client.Client) error
+	}{
+		{"identities in every namespace", []string{"deviceNamespaces={*}"}, everyDeviceIssued},
+		{"cert-manager", []string{"certManager.enabled=true", "certManager.issuer.name=clinic-ca",
+			"deviceNamespaces={icu}"}, certificatesRequested},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			objs := render(t, operatorNamespace, nil, mode.sets...)
+			installed := installForOperator(t, objs)
+			operatorPod(t, ctx, objs)
+			logs := startOperatorBinary(t, ctx, objs)
+
+			if err := clinic.Apply(ctx, cp.k8s, samples, "clinic-admin"); err != nil {
+				t.Fatal(err)
+			}
+			if err := clinic.WaitForConvergence(ctx, cp.k8s, namespaces, 2*time.Minute); err != nil {
+				t.Fatalf("%v\noperator log:\n%s", err, logs.tail())
+			}
+			eventually(t, ctx, func() error { return mode.check(ctx, cp.k8s) })
+			if forbidden := logs.forbidden(); len(forbidden) > 0 {
+				t.Errorf("the operator was refused:\n%s", strings.Join(forbidden, "\n"))
+			}
+			cancel()
+			logs.wait()
+			removeInstalled(t, installed)
+		})
+	}
+}
+
+// everyDeviceIssued checks that every device has its identity.
+func everyDeviceIssued(ctx context.Context, c client.Client) error {
+	var devs iomtv1.MedicalDeviceList
+	if err := c.List(ctx, &devs); err != nil {
+		return err
+	}
+	for _, d := range devs.Items {
+		if !meta.IsStatusConditionTrue(d.Status.Conditions, iomtv1.ConditionIdentityIssued) {
+			return fmt.Errorf("device %s/%s: IdentityIssued %v", d.Namespace, d.Name,
+				meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionIdentityIssued))
+		}
+	}
+	return nil
+}
+
+// certificatesRequested checks that every device in icu has asked
+// cert-manager for its certificate, which nobody signs here.
+func certificatesRequested(ctx context.Context, c client.Client) error {
+	var devs iomtv1.MedicalDeviceList
+	if err := c.List(ctx, &devs, client.InNamespace("icu")); err != nil {
+		return err
+	}
+	for _, d := range devs.Items {
+		cert := &unstructured.Unstructured{}
+		cert.SetAPIVersion("cert-manager.io/v1")
+		cert.SetKind("Certificate")
+		key := client.ObjectKey{Namespace: d.Namespace, Name: iomtv1.IdentitySecretName(d.Name)}
+		if err := c.Get(ctx, key, cert); err != nil {
+			return fmt.Errorf("device %s/%s: %w", d.Namespace, d.Name, err)
+		}
+	}
+	if len(devs.Items) == 0 {
+		return fmt.Errorf("no device in icu")
+	}
+	return nil
 }
 
 // operatorPodName is the pod the operator binary believes it runs in.
@@ -431,6 +531,20 @@ func removeInstalled(t *testing.T, objs []*unstructured.Unstructured) {
 	for _, o := range objs {
 		if err := cluster.k8s.Delete(context.Background(), o.DeepCopy()); client.IgnoreNotFound(err) != nil {
 			t.Errorf("failed to remove %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	// The next install must not meet a CRD still being deleted.
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute,
+			true, func(ctx context.Context) (bool, error) {
+				err := cluster.k8s.Get(ctx, client.ObjectKeyFromObject(o), o.DeepCopy())
+				return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+			})
+		if err != nil {
+			t.Errorf("CRD %s outlived its removal: %v", o.GetName(), err)
 		}
 	}
 }
@@ -536,6 +650,9 @@ func startOperatorBinary(t *testing.T, ctx context.Context,
 		"--webhook-port":              port(t, freeAddress(t)),
 		"--webhook-cert-dir":          filepath.Join(dir, "serving-certs"),
 	}
+	if slices.Contains(container.Args, "--manage-webhook-certificates=false") {
+		writeServingCert(t, moved["--webhook-cert-dir"])
+	}
 	var args []string
 	for _, a := range container.Args {
 		name, _, _ := strings.Cut(a, "=")
@@ -547,6 +664,10 @@ func startOperatorBinary(t *testing.T, ctx context.Context,
 	args = append(args, "--kubeconfig="+serviceAccountKubeconfig(t), "--attestation-hosts=localhost")
 
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// Stopped as the kubelet stops it: SIGTERM, so that it hands over its
+	// lease and takes its label off, then SIGKILL if it lingers.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
 	cmd.Env = append(os.Environ(), "POD_NAMESPACE="+operatorNamespace, "POD_NAME="+operatorPodName)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -564,6 +685,44 @@ func startOperatorBinary(t *testing.T, ctx context.Context,
 		}
 	})
 	return logs
+}
+
+// writeServingCert puts a self-signed key pair where cert-manager's Secret
+// would be mounted.
+func writeServingCert(t *testing.T, dir string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "iomt-operator-webhook"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{
+		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
+		"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that acts as the chart's
