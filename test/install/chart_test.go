@@ -111,6 +111,9 @@ func TestSchemaRefusesValuesTheOperatorCannotUse(t *testing.T) {
 		{"logLevel=0", "logLevel"},
 		{"replicaCount=3000000", "replicaCount"},
 		{"podDisruptionBudget.maxUnavailable=0", "maxUnavailable"},
+		{"identity.lifetime=1s", "lifetime"},
+		{"identity.lifetime=9000h", "longer than 8760h"},
+		{"identity.caLifetime=48h", "too short"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			out, err := helm(t, "template", "iomt-operator", chartDir, "--namespace", "iomt-system",

@@ -46,3 +46,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end }}
+
+{{/* checkLifetimes refuses CA lifetimes the operator would refuse at start. */}}
+{{- define "iomt-operator.checkLifetimes" -}}
+{{- $leaf := trimSuffix "h" .Values.identity.lifetime | int -}}
+{{- $ca := trimSuffix "h" .Values.identity.caLifetime | int -}}
+{{- if gt $leaf 8760 -}}
+{{- fail (printf "identity.lifetime: %dh is longer than 8760h" $leaf) -}}
+{{- end -}}
+{{- if lt $ca (add (mul 3 $leaf) 1) -}}
+{{- fail (printf "identity.caLifetime: %dh is too short for identity.lifetime %dh: a CA is rotated two thirds in and the last certificates it signs must expire before it does, so it must be at least %dh" $ca $leaf (add (mul 3 $leaf) 1)) -}}
+{{- end -}}
+{{- end }}
