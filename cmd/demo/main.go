@@ -128,7 +128,8 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	}
 
 	fmt.Fprint(out, `
-On a real cluster (the current kubeconfig's context):
+On a real cluster, install the operator with Helm or kustomize (README,
+"Install"), or try it from here with the current kubeconfig's context:
   make install                      # the CRDs
   kubectl create namespace iomt-system
   make run                          # the operator, from here
