@@ -398,8 +398,8 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 }
 
 // In its other modes the operator also runs under exactly the chart's
-// RBAC: with identities in every namespace, and with cert-manager signing
-// devices and serving the webhook.
+// RBAC: with the chart's defaults, with identities in every namespace, and
+// with cert-manager signing devices and serving the webhook.
 func TestOperatorRunsUnderTheChartsRBACInItsOtherModes(t *testing.T) {
 	cp := needCluster(t)
 	samples, err := clinic.LoadManifests(filepath.Join(configDir, "samples"))
@@ -416,6 +416,7 @@ func TestOperatorRunsUnderTheChartsRBACInItsOtherModes(t *testing.T) {
 		sets  []string
 		check func(ctx context.Context, c client.Client) error
 	}{
+		{"the chart's defaults: identities nowhere", nil, noDeviceIssued},
 		{"identities in every namespace", []string{"deviceNamespaces={*}"}, everyDeviceIssued},
 		{"cert-manager", []string{"certManager.enabled=true", "certManager.issuer.name=clinic-ca",
 			"deviceNamespaces={icu}"}, certificatesRequested},
@@ -455,6 +456,21 @@ func everyDeviceIssued(ctx context.Context, c client.Client) error {
 		if !meta.IsStatusConditionTrue(d.Status.Conditions, iomtv1.ConditionIdentityIssued) {
 			return fmt.Errorf("device %s/%s: IdentityIssued %v", d.Namespace, d.Name,
 				meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionIdentityIssued))
+		}
+	}
+	return nil
+}
+
+// noDeviceIssued checks that no device has an identity, and each says why.
+func noDeviceIssued(ctx context.Context, c client.Client) error {
+	var devs iomtv1.MedicalDeviceList
+	if err := c.List(ctx, &devs); err != nil {
+		return err
+	}
+	for _, d := range devs.Items {
+		cond := meta.FindStatusCondition(d.Status.Conditions, iomtv1.ConditionIdentityIssued)
+		if cond == nil || cond.Reason != iomtv1.ReasonNamespaceNotEnrolled {
+			return fmt.Errorf("device %s/%s: IdentityIssued %v", d.Namespace, d.Name, cond)
 		}
 	}
 	return nil
