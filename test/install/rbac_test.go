@@ -124,6 +124,34 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 		}
 	})
 
+	t.Run("a deleted policy is restored", func(t *testing.T) {
+		var seg iomtv1.SegmentPolicy
+		if err := cp.k8s.Get(ctx, client.ObjectKey{Namespace: "icu", Name: "icu-infusion"}, &seg); err != nil {
+			t.Fatal(err)
+		}
+		if len(seg.Status.Policies) == 0 {
+			t.Fatal("segment icu/icu-infusion reports no policies")
+		}
+		np := &networkingv1.NetworkPolicy{}
+		key := client.ObjectKey{Namespace: "icu", Name: seg.Status.Policies[0]}
+		if err := cp.k8s.Get(ctx, key, np); err != nil {
+			t.Fatal(err)
+		}
+		deleted := np.UID
+		if err := cp.k8s.Delete(ctx, np); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, ctx, func() error {
+			if err := cp.k8s.Get(ctx, key, np); err != nil {
+				return err
+			}
+			if np.UID == deleted {
+				return fmt.Errorf("policy %s not deleted yet", key)
+			}
+			return nil
+		})
+	})
+
 	t.Run("identities in device namespaces only", func(t *testing.T) {
 		eventually(t, ctx, func() error { return identitiesAsGranted(ctx, cp.k8s) })
 	})
