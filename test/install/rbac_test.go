@@ -73,30 +73,8 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	samples, err := clinic.LoadManifests(filepath.Join(configDir, "samples"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	namespaces := clinic.Namespaces(samples)
-	for _, ns := range append([]string{operatorNamespace}, namespaces...) {
-		ensureNamespace(t, ns, nil)
-	}
-	objs := render(t, operatorNamespace, nil, "deviceNamespaces={"+strings.Join(enrolled, ",")+"}")
-	installed := installForOperator(t, objs)
-	pod := operatorPod(t, ctx, objs)
-
-	logs := startOperatorBinary(t, ctx, objs)
-
-	if err := clinic.Apply(ctx, cp.k8s, samples, "clinic-admin"); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := clinic.LoadAdvisories(ctx, cp.k8s, filepath.Join(configDir, "samples", "advisories"),
-		operatorNamespace); err != nil {
-		t.Fatal(err)
-	}
-	if err := clinic.WaitForConvergence(ctx, cp.k8s, namespaces, 2*time.Minute); err != nil {
-		t.Fatalf("%v\noperator log:\n%s", err, logs.tail())
-	}
+	run := runSampleClinic(t, ctx, "deviceNamespaces={"+strings.Join(enrolled, ",")+"}")
+	objs, installed, pod, logs := run.objs, run.installed, run.pod, run.logs
 
 	t.Run("segments are enforced", func(t *testing.T) {
 		var segs iomtv1.SegmentPolicyList
@@ -430,15 +408,6 @@ func TestOperatorRunsUnderExactlyTheChartsRBAC(t *testing.T) {
 // with cert-manager signing devices and serving the webhook.
 func TestOperatorRunsUnderTheChartsRBACInItsOtherModes(t *testing.T) {
 	cp := needCluster(t)
-	samples, err := clinic.LoadManifests(filepath.Join(configDir, "samples"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	namespaces := clinic.Namespaces(samples)
-	for _, ns := range append([]string{operatorNamespace}, namespaces...) {
-		ensureNamespace(t, ns, nil)
-	}
-
 	for _, mode := range []struct {
 		name  string
 		sets  []string
@@ -452,17 +421,8 @@ func TestOperatorRunsUnderTheChartsRBACInItsOtherModes(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			objs := render(t, operatorNamespace, nil, mode.sets...)
-			installed := installForOperator(t, objs)
-			operatorPod(t, ctx, objs)
-			logs := startOperatorBinary(t, ctx, objs)
-
-			if err := clinic.Apply(ctx, cp.k8s, samples, "clinic-admin"); err != nil {
-				t.Fatal(err)
-			}
-			if err := clinic.WaitForConvergence(ctx, cp.k8s, namespaces, 2*time.Minute); err != nil {
-				t.Fatalf("%v\noperator log:\n%s", err, logs.tail())
-			}
+			run := runSampleClinic(t, ctx, mode.sets...)
+			installed, logs := run.installed, run.logs
 			eventually(t, ctx, func() error { return mode.check(ctx, cp.k8s) })
 			if forbidden := logs.forbidden(); len(forbidden) > 0 {
 				t.Errorf("the operator was refused:\n%s", strings.Join(forbidden, "\n"))
@@ -472,6 +432,49 @@ func TestOperatorRunsUnderTheChartsRBACInItsOtherModes(t *testing.T) {
 			removeInstalled(t, installed)
 		})
 	}
+}
+
+// clinicRun is the operator running the sample clinic.
+type clinicRun struct {
+	objs      []*unstructured.Unstructured
+	installed []*unstructured.Unstructured
+	pod       *corev1.Pod
+	logs      *operatorLogs
+}
+
+// runSampleClinic installs what the chart, rendered with sets, needs for
+// the operator, starts the operator's binary under it, applies the sample
+// clinic and its advisories, and waits until the operator has reconciled
+// every segment and device.
+func runSampleClinic(t *testing.T, ctx context.Context, sets ...string) clinicRun {
+	t.Helper()
+	samples, err := clinic.LoadManifests(filepath.Join(configDir, "samples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := clinic.Namespaces(samples)
+	for _, ns := range append([]string{operatorNamespace}, namespaces...) {
+		ensureNamespace(t, ns, nil)
+	}
+
+	var run clinicRun
+	run.objs = render(t, operatorNamespace, nil, sets...)
+	run.installed = installForOperator(t, run.objs)
+	run.pod = operatorPod(t, ctx, run.objs)
+	run.logs = startOperatorBinary(t, ctx, run.objs)
+
+	if err := clinic.Apply(ctx, cluster.k8s, samples, "clinic-admin"); err != nil {
+		t.Fatal(err)
+	}
+	advisories := filepath.Join(configDir, "samples", "advisories")
+	_, _, err = clinic.LoadAdvisories(ctx, cluster.k8s, advisories, operatorNamespace)
+	if err != nil && !apierrors.IsAlreadyExists(err) { // loaded by an earlier run
+		t.Fatal(err)
+	}
+	if err := clinic.WaitForConvergence(ctx, cluster.k8s, namespaces, 2*time.Minute); err != nil {
+		t.Fatalf("%v\noperator log:\n%s", err, run.logs.tail())
+	}
+	return run
 }
 
 // everyDeviceIssued checks that every device has its identity.
