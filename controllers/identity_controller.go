@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
@@ -51,7 +50,7 @@ type IdentityOptions struct {
 	// empty, non-nil list means none. A device in any other namespace
 	// reports IdentityIssued=False with reason NamespaceNotEnrolled and is
 	// segmented as usual. Each name must be a DNS-1123 label.
-	DeviceNamespaces []string
+	DeviceNamespaces identity.Namespaces
 	// TrustDomain is the SPIFFE trust domain; iomt.local when empty.
 	TrustDomain string
 	// DefaultLifetime is the lifetime of certificates whose device does
@@ -122,18 +121,15 @@ func (o IdentityOptions) complete() (IdentityOptions, error) {
 	case o.CertManager.Default && o.CertManager.IssuerName == "":
 		return o, errors.New("cert-manager is the default issuer, but no issuer is named")
 	}
-	for _, ns := range o.DeviceNamespaces {
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return o, fmt.Errorf("device namespace %q is not a namespace name: %s", ns,
-				strings.Join(errs, "; "))
-		}
+	if err := o.DeviceNamespaces.Validate(); err != nil {
+		return o, fmt.Errorf("device namespaces: %w", err)
 	}
 	return o, nil
 }
 
 // enrolled reports whether the operator issues identities in namespace ns.
 func (o IdentityOptions) enrolled(ns string) bool {
-	return o.DeviceNamespaces == nil || slices.Contains(o.DeviceNamespaces, ns)
+	return o.DeviceNamespaces.Include(ns)
 }
 
 // cachedNamespaces are the namespaces whose labelled Secrets, trust

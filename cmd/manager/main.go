@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -24,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/medinaii/iomt-operator/controllers"
+	"github.com/medinaii/iomt-operator/internal/identity"
 	"github.com/medinaii/iomt-operator/internal/segment"
 	iomtwebhook "github.com/medinaii/iomt-operator/internal/webhook"
 )
@@ -243,27 +242,12 @@ func webhookOptions(c config) iomtwebhook.Options {
 // parseDeviceNamespaces reads --device-namespaces: "*" is every namespace
 // (nil), an empty value none (an empty list), anything else a
 // comma-separated list of namespace names.
-func parseDeviceNamespaces(value string) ([]string, error) {
-	value = strings.TrimSpace(value)
-	switch value {
-	case "*":
-		return nil, nil
-	case "":
-		return []string{}, nil
+func parseDeviceNamespaces(value string) (identity.Namespaces, error) {
+	ns, err := identity.ParseNamespaces(value)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse --device-namespaces: %w", err)
 	}
-
-	var out []string
-	for name := range strings.SplitSeq(value, ",") {
-		name = strings.TrimSpace(name)
-		if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
-			return nil, fmt.Errorf("failed to parse --device-namespaces: %q is not a namespace name: %s",
-				name, strings.Join(errs, "; "))
-		}
-		if !slices.Contains(out, name) {
-			out = append(out, name)
-		}
-	}
-	return out, nil
+	return ns, nil
 }
 
 // followLeader has only the leader's pod carry the label the attestation

@@ -24,6 +24,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/medinaii/iomt-operator/test/clinic"
 	"github.com/medinaii/iomt-operator/test/helmtest"
 )
 
@@ -561,29 +562,11 @@ func flag(args []string, name string) string {
 
 func decodeObjects(t *testing.T, data []byte, source string) []*unstructured.Unstructured {
 	t.Helper()
-	var out []*unstructured.Unstructured
-	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for {
-		doc, err := docs.Read()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", source, err)
-		}
-		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
-			t.Fatalf("%s: %v", source, err)
-		}
-		if len(m) == 0 {
-			continue
-		}
-		obj := &unstructured.Unstructured{Object: m}
-		if obj.GetAPIVersion() == "" || obj.GetKind() == "" || obj.GetName() == "" {
-			t.Fatalf("%s: a document lacks apiVersion, kind or metadata.name", source)
-		}
-		out = append(out, obj)
+	objs, err := clinic.DecodeManifests(data, source)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return objs
 }
 
 // helm runs the pinned Helm.

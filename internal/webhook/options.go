@@ -5,8 +5,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
+
+	"github.com/medinaii/iomt-operator/internal/identity"
 )
 
 // Names the webhook uses in the cluster and on its server.
@@ -60,7 +61,7 @@ type Options struct {
 	// would mount is never written there and the pod would never start.
 	// The binding check still runs there: the device label also opens the
 	// device's network flows.
-	DeviceNamespaces []string
+	DeviceNamespaces identity.Namespaces
 
 	// VerifierImage is the image of the verifier sidecar. Required.
 	VerifierImage string
@@ -183,5 +184,5 @@ func (o Options) excluded(namespace string) bool {
 // issuesIdentity reports whether the operator issues device identities in
 // namespace, and so whether its device pods may be given one.
 func (o Options) issuesIdentity(namespace string) bool {
-	return o.DeviceNamespaces == nil || slices.Contains(o.DeviceNamespaces, namespace)
+	return o.DeviceNamespaces.Include(namespace)
 }

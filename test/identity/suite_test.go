@@ -2,11 +2,8 @@ package identity_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/medinaii/iomt-operator/controllers"
 	"github.com/medinaii/iomt-operator/internal/segment"
+	"github.com/medinaii/iomt-operator/test/clinic"
 	writelog "github.com/medinaii/iomt-operator/test/writes"
 )
 
@@ -40,8 +38,6 @@ const (
 	// propagationDelay keeps a rotation in its first phase long enough to
 	// be seen.
 	propagationDelay = 2 * time.Second
-	// certManagerModule is where cert-manager's CRDs come from.
-	certManagerModule = "github.com/cert-manager/cert-manager@v1.21.2"
 )
 
 var (
@@ -65,7 +61,7 @@ func TestIdentity(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	crds, err := certManagerCRDs()
+	crds, err := clinic.CertManagerCRDs()
 	Expect(err).NotTo(HaveOccurred())
 	testEnv = &envtest.Environment{
 		CRDDirectoryPaths:     append([]string{filepath.Join("..", "..", "config", "crd", "bases")}, crds...),
@@ -131,22 +127,3 @@ var _ = AfterSuite(func() {
 		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
-
-// certManagerCRDs returns the Certificate, Issuer and ClusterIssuer CRDs
-// that ship in cert-manager's Go module, fetched into the module cache
-// (from the Go module proxy when it is not there yet).
-func certManagerCRDs() ([]string, error) {
-	out, err := exec.Command("go", "mod", "download", "-json", certManagerModule).Output()
-	if err != nil {
-		return nil, fmt.Errorf("failed to download %s: %w", certManagerModule, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return nil, fmt.Errorf("failed to locate %s: %v", certManagerModule, err)
-	}
-	var paths []string
-	for _, kind := range []string{"certificates", "issuers", "clusterissuers"} {
-		paths = append(paths, filepath.Join(mod.Dir, "deploy", "crds", "cert-manager.io_"+kind+".yaml"))
-	}
-	return paths, nil
-}

@@ -2,7 +2,6 @@ package install_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,15 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/medinaii/iomt-operator/controllers"
+	"github.com/medinaii/iomt-operator/test/clinic"
 )
 
-// certManagerModule ships the cert-manager CRDs the cert-manager values set
-// needs; monitoringModule has the Go types the ServiceMonitor CRD is
-// generated from.
-const (
-	certManagerModule = "github.com/cert-manager/cert-manager@v1.21.2"
-	monitoringModule  = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@v0.95.2"
-)
+// monitoringModule has the Go types the ServiceMonitor CRD is generated
+// from.
+const monitoringModule = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@v0.95.2"
 
 // cluster is the test control plane every test in this package shares; nil
 // when KUBEBUILDER_ASSETS is not set.
@@ -77,13 +73,9 @@ func TestMain(m *testing.M) {
 // chart can use but does not install: cert-manager and the Prometheus
 // Operator's ServiceMonitor. The operator's own CRDs come from the chart.
 func startControlPlane() (*controlPlane, error) {
-	dir, err := moduleDir(certManagerModule)
+	crds, err := clinic.CertManagerCRDs()
 	if err != nil {
 		return nil, err
-	}
-	crds := []string{}
-	for _, kind := range []string{"certificates", "issuers", "clusterissuers"} {
-		crds = append(crds, filepath.Join(dir, "deploy", "crds", "cert-manager.io_"+kind+".yaml"))
 	}
 	monitoring, err := serviceMonitorCRD()
 	if err != nil {
@@ -126,20 +118,6 @@ func ensureNamespace(t *testing.T, name string, labels map[string]string) {
 	if err := client.IgnoreAlreadyExists(cluster.k8s.Create(context.Background(), ns)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// moduleDir returns where a module is in the module cache, fetching it
-// from the Go module proxy when it is not there yet.
-func moduleDir(module string) (string, error) {
-	out, err := exec.Command("go", "mod", "download", "-json", module).Output()
-	if err != nil {
-		return "", fmt.Errorf("failed to download %s: %w", module, err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return "", fmt.Errorf("failed to locate %s: %v", module, err)
-	}
-	return mod.Dir, nil
 }
 
 // serviceMonitorCRD generates the ServiceMonitor CRD from the Prometheus
